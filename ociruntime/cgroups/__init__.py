@@ -1,0 +1,67 @@
+"""Container cgroups: one :class:`Manager` interface, chosen by the one factory :func:`new_manager`.
+
+Import-light on purpose (stdlib only, no work at import): ``state``/``kill``/``delete`` rebuild
+a manager with :func:`manager_from_state` and must start fast.
+
+Typical use by the lifecycle code::
+
+    mgr = new_manager(spec_linux.get("cgroupsPath"), container_id)
+    mgr.create(); mgr.set_resources(resources); mgr.join(init_pid)
+    state["cgroup"] = mgr.to_state()          # after create(): records the dirs it made
+    ...
+    manager_from_state(state["cgroup"]).destroy()
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ociruntime.cgroups.base import Manager
+from ociruntime.cgroups.layout import (
+    Layout,
+    Mount,
+    check_cgroups_path,
+    detect_layout,
+    resolve_paths,
+)
+from ociruntime.cgroups.manager import FsManager, from_state
+from ociruntime.errors import OCIError
+
+__all__ = ["Layout", "Manager", "Mount", "detect_layout", "manager_from_state", "new_manager"]
+
+
+def new_manager(
+    cgroups_path: str | None,
+    container_id: str,
+    *,
+    systemd: bool = False,
+    root: str = "/sys/fs/cgroup",
+    layout: Layout | None = None,
+    own_cgroups: dict[str, str] | None = None,
+) -> Manager:
+    """The manager for ``linux.cgroupsPath`` (None/empty: the container id, like runc).
+
+    ``layout`` defaults to the mounts found in /proc/self/mountinfo at or below ``root``;
+    ``own_cgroups`` (parsed /proc/self/cgroup) is read only for relative paths.  Both exist so
+    tests can describe a fake hierarchy tree under a temporary ``root``.
+    Raises OCIError for ``systemd=True`` and ConfigError for an invalid path.
+    """
+    inner = check_cgroups_path(cgroups_path, container_id, systemd)
+    found = (layout if layout is not None else detect_layout()).under(root)
+    if found.mode == "none":
+        raise OCIError(f"no cgroup filesystem is mounted at or below {root}")
+    paths = resolve_paths(inner, found, own_cgroups)
+    mounts = {name: m.mountpoint for name, m in found.v1.items()}
+    if found.unified is not None:
+        mounts["unified"] = found.unified.mountpoint
+    for name, path in paths.items():
+        # Belt and braces after the ".." check: the result must stay inside its hierarchy.
+        if not os.path.normpath(path).startswith(mounts[name].rstrip("/") + "/"):
+            raise OCIError(f"cgroup path {path} escapes its hierarchy {mounts[name]}")
+    return FsManager(found.mode, paths, mounts)
+
+
+def manager_from_state(d: dict[str, Any]) -> Manager:
+    """Rebuild the manager recorded by :meth:`Manager.to_state` (in state/kill/delete/...)."""
+    return from_state(d)

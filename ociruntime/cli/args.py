@@ -1,0 +1,120 @@
+"""A small command-line parser with runc's (Go ``flag`` / urfave-cli) grammar.
+
+Why not argparse: runc's clients use Go conventions that argparse does not accept — single-dash
+long options (``-no-subreaper``), boolean flags written ``--detach=true`` — and flag parsing stops
+at the first positional argument (``exec ID sh -c ...`` must not eat ``-c``).  This parser is a
+table of ``Flag`` definitions per command and costs nothing to import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ociruntime.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option.  ``kind`` is "bool", "str", "int" or "list" (repeatable string)."""
+
+    name: str
+    kind: str = "bool"
+    aliases: tuple[str, ...] = ()
+    default: object = None
+    help: str = ""
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+@dataclass
+class Parsed:
+    """The result: option values by ``dest`` and the remaining positional arguments."""
+
+    opts: dict[str, object] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self.opts[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_TRUE = {"1", "t", "true", "yes", "on"}
+_FALSE = {"0", "f", "false", "no", "off"}
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    v = value.lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise UsageError(f'invalid boolean value "{value}" for flag -{name}')
+
+
+def parse(argv: list[str], flags: list[Flag], *, stop_at_positional: bool = True) -> Parsed:
+    """Parse ``argv`` against ``flags``.
+
+    ``--name value``, ``--name=value``, ``-name value`` and ``-name=value`` are all accepted;
+    single-letter aliases may be written ``-b value``.  ``--`` ends option parsing.
+    """
+    table: dict[str, Flag] = {}
+    for f in flags:
+        table[f.name] = f
+        for a in f.aliases:
+            table[a] = f
+    out = Parsed()
+    for f in flags:
+        out.opts[f.dest] = list(f.default or []) if f.kind == "list" else f.default
+        if f.kind == "bool" and f.default is None:
+            out.opts[f.dest] = False
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out.args.extend(argv[i + 1 :])
+            break
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                out.args.extend(argv[i:])
+                break
+            out.args.append(arg)
+            i += 1
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        f = table.get(name)
+        if f is None:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        if f.kind == "bool":
+            out.opts[f.dest] = _parse_bool(name, value) if eq else True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"flag needs an argument: -{name}")
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if f.kind == "int":
+            try:
+                out.opts[f.dest] = int(value, 10)
+            except ValueError:
+                raise UsageError(f'invalid value "{value}" for flag -{name}: parse error') from None
+        elif f.kind == "list":
+            out.opts[f.dest].append(value)  # type: ignore[union-attr]
+        else:
+            out.opts[f.dest] = value
+    return out
+
+
+def usage_text(command: str, synopsis: str, flags: list[Flag]) -> str:
+    """Render ``--help`` output for one command."""
+    lines = [f"usage: ociruntime {command} {synopsis}".rstrip(), "", "options:"]
+    for f in flags:
+        names = ", ".join(["--" + f.name] + [("-" if len(a) == 1 else "--") + a for a in f.aliases])
+        arg = "" if f.kind == "bool" else " value"
+        lines.append(f"  {names}{arg}\t{f.help}")
+    return "\n".join(lines) + "\n"

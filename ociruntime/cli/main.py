@@ -1,0 +1,105 @@
+"""Entry point: global flags, the command table, and the one place errors are printed.
+
+Subcommand modules are imported only when chosen: ``state``/``start``/``kill``/``delete`` run
+three or more times per container, so they must not pay for jsonschema, pyseccomp or pyroute2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from ociruntime import SPEC_VERSION, __version__
+from ociruntime.cli.args import Flag, parse
+from ociruntime.errors import OCIError, UsageError, describe_oserror
+from ociruntime.lifecycle.context import DEFAULT_ROOT, Context
+from ociruntime.log import LOG
+
+GLOBAL_FLAGS = [
+    Flag("root", "str", default=DEFAULT_ROOT, help="root directory for storage of container state"),
+    Flag("log", "str", default="", help="log file path (default: stderr)"),
+    Flag("log-format", "str", default="text", help="log format: text or json"),
+    Flag("debug", help="enable debug logging"),
+    Flag("systemd-cgroup", help="use the systemd cgroup driver (not supported yet)"),
+    Flag("rootless", "str", default="auto", help="ignore cgroup permission errors (true, false, auto)"),
+    Flag("criu", "str", default="criu", help="path to criu (checkpoint/restore is not supported)"),
+    Flag("version", aliases=("v",), help="print the version"),
+    Flag("help", aliases=("h",), help="show help"),
+]
+
+# command -> (module under ociruntime.cli, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "create": ("cmd_create", "create a container"),
+    "start": ("cmd_start", "execute the user process in a created container"),
+    "state": ("cmd_state", "output the state of a container"),
+    "kill": ("cmd_kill", "send a signal to the container's init process"),
+    "delete": ("cmd_delete", "delete a container and the resources it holds"),
+    "run": ("cmd_run", "create and run a container"),
+    "spec": ("cmd_spec", "create a new specification file"),
+    "list": ("cmd_list", "list containers started with the given root"),
+    "features": ("cmd_features", "show the enabled features"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: ociruntime [global options] command [command options] [arguments...]", "",
+             "commands:"]
+    lines += [f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "global options:"]
+    lines += [f"  --{f.name:<16} {f.help}" for f in GLOBAL_FLAGS]
+    return "\n".join(lines) + "\n"
+
+
+def run(argv: list[str]) -> int:
+    g = parse(argv, GLOBAL_FLAGS)
+    if g.log_format not in ("text", "json"):
+        raise UsageError(f'invalid log format "{g.log_format}": use text or json')
+    LOG.configure(g.log or None, str(g.log_format), bool(g.debug))  # type: ignore[arg-type]
+    if g.version:
+        sys.stdout.write(f"ociruntime version {__version__}\nspec: {SPEC_VERSION}\n")
+        return 0
+    if g.help or not g.args:
+        (sys.stdout if g.help else sys.stderr).write(_usage())
+        return 0 if g.help else 1
+    name, rest = g.args[0], g.args[1:]
+    if name == "help":
+        sys.stdout.write(_usage())
+        return 0
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command {name!r}: see 'ociruntime --help'")
+    ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless))
+    module = importlib.import_module(f"ociruntime.cli.{COMMANDS[name][0]}")
+    return int(module.main(ctx, rest))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; print any error exactly once (stderr and the --log file)."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except OCIError as e:
+        LOG.error(str(e))
+        return e.exit_code
+    except OSError as e:
+        LOG.error(describe_oserror(e))
+        return 1
+    except KeyboardInterrupt:
+        LOG.error("interrupted")
+        return 130
+    except Exception as e:
+        if LOG.debug_enabled:
+            import traceback
+
+            LOG.debug(traceback.format_exc())
+        LOG.error(f"internal error: {type(e).__name__}: {e}")
+        return 1
+
+
+def entry() -> None:
+    """Console-script entry: flush, then exit without running atexit work in forked children."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    os._exit(code)

@@ -1,0 +1,263 @@
+"""``create``: validate the bundle, fork the container init, and return once it is ready.
+
+The parent side of the protocol drawn in :mod:`ociruntime.sync`.  On any failure everything made
+so far is undone in reverse order — processes, cgroup, state directory — so a failed create
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from ociruntime.cgroups import Manager, new_manager
+from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror
+from ociruntime.hooks import run_hooks
+from ociruntime.init import stage1
+from ociruntime.lifecycle.context import Context
+from ociruntime.lifecycle.plan import InitPlan, build
+from ociruntime.linux import prctl
+from ociruntime.linux.ns import write_proc_file
+from ociruntime.linux.tty import connect_unix
+from ociruntime.log import LOG
+from ociruntime.spec.loader import load_config
+from ociruntime.state.proc import start_time
+from ociruntime.state.store import ContainerDir, Record, Store
+from ociruntime.sync import Channel, ChannelClosed
+
+
+@dataclass(frozen=True)
+class CreateOptions:
+    bundle: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+    listen_fds: int = 0
+    # `run` in the foreground keeps being the init's parent (subreaper) after create returns.
+    keep_subreaper: bool = False
+
+
+def _now_rfc3339() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """The decimal pid, no newline (containerd parses it with Atoi), renamed into place."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise OCIError(f"write pid file {path}: {describe_oserror(e)}") from None
+
+
+class _Spawn:
+    """The processes and resources of one create, and how to undo them."""
+
+    def __init__(self, plan: InitPlan, cdir: ContainerDir, manager: Manager) -> None:
+        self.plan = plan
+        self.cdir = cdir
+        self.manager = manager
+        self.stage1 = 0
+        self.init = 0
+
+    def _reap_stage1(self) -> int:
+        if not self.stage1:
+            return 0
+        _, status = os.waitpid(self.stage1, 0)
+        self.stage1 = 0
+        return status
+
+    def undo(self) -> None:
+        """Kill whatever we started and remove the cgroup; best effort, never raises."""
+        with contextlib.suppress(OSError):
+            if self.stage1:
+                os.kill(self.stage1, signal.SIGKILL)
+                self._reap_stage1()
+        pids = set()
+        with contextlib.suppress(OSError, OCIError):
+            pids.update(self.manager.pids())
+        if self.init:
+            pids.add(self.init)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        # The init (and stage 1's other leftovers) were reparented to us: reap them so no zombie
+        # holds the cgroup busy, then remove it.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.005)
+        with contextlib.suppress(OSError, OCIError):
+            self.manager.destroy()
+
+
+def _status_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
+    bundle = os.path.abspath(opts.bundle or ".")
+    config = load_config(bundle, warn=LOG.warning)
+    proc = config["process"]
+    if proc.get("terminal") and not opts.console_socket:
+        raise ConfigError("cannot allocate tty if runc will detach without setting console socket")
+    if opts.console_socket and not proc.get("terminal"):
+        raise ConfigError("cannot use console socket if runc will not detach or allocate tty")
+    if opts.preserve_fds < 0:
+        raise ConfigError("--preserve-fds must not be negative")
+    if opts.listen_fds:
+        # Socket activation: the fds come first (from 3), then --preserve-fds (runc's order).
+        proc["env"] = [*proc.get("env", []), f"LISTEN_FDS={opts.listen_fds}", "LISTEN_PID=1"]
+    linux = config.get("linux") or {}
+    store = Store(ctx.root)
+    cdir = store.create(container_id)
+    spawn: _Spawn | None = None
+    try:
+        manager = new_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
+        plan = build(config, container_id=container_id, bundle=bundle, state_dir=cdir.path,
+                     no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
+                     preserve_fds=opts.preserve_fds + opts.listen_fds, cgroup_paths=manager.paths,
+                     cgroup_layout=manager.mode,
+                     seccomp_cache=os.path.join(store.root, ".seccomp"),
+                     warn=LOG.warning, debug=LOG.debug)
+        os.mkfifo(cdir.fifo_path, 0o622)
+        os.chmod(cdir.fifo_path, 0o622)  # mkfifo honours the umask; the init may be non-root
+        spawn = _Spawn(plan, cdir, manager)
+        rec = _spawn(ctx, spawn, config, opts)
+        cdir.save(rec)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, rec.pid)
+        return rec
+    except BaseException:
+        # Before the spawn exists nothing was made but the state directory.
+        if spawn is not None:
+            spawn.undo()
+        cdir.remove()
+        raise
+    finally:
+        cdir.close()
+
+
+def _spawn(ctx: Context, spawn: _Spawn, config: dict, opts: CreateOptions) -> Record:
+    plan = spawn.plan
+    manager = spawn.manager
+    manager.create()
+    console_fd = -1
+    if opts.console_socket:
+        try:
+            console_fd = connect_unix(opts.console_socket)
+        except OSError as e:
+            raise OCIError(f"connect to console socket {opts.console_socket}: "
+                           f"{describe_oserror(e)}") from None
+    fifo_fd = os.open(spawn.cdir.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    parent, child = Channel.pair()
+    # As a subreaper, orphans (the init, once stage 1 exits) are reparented to us, so on failure
+    # we can reap them; once we exit they move on to the engine that called us.
+    prctl.set_child_subreaper(True)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            # The state directory's lock must not outlive create in the init.
+            os.close(spawn.cdir.fd)
+            stage1.run(plan, child, fifo_fd, console_fd)  # never returns
+        spawn.stage1 = pid
+        child.close()
+        os.close(fifo_fd)
+        if console_fd >= 0:
+            os.close(console_fd)
+        rec = _drive(ctx, spawn, parent, config)
+    finally:
+        parent.close()
+        if not opts.keep_subreaper:
+            prctl.set_child_subreaper(False)
+    return rec
+
+
+def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
+    """Run the parent's half of the protocol until the init reports ready."""
+    plan, manager = spawn.plan, spawn.manager
+    rec = Record(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs.rootfs,
+                 created=_now_rfc3339(), owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+                 annotations=plan.annotations, cgroup=manager.to_state(), own_pid_ns=plan.new_pidns)
+    rec.hooks = {k: [_hook_json(h) for h in v] for k, v in plan.hooks.items()
+                 if k in ("poststart", "poststop") and v}
+    step = "join cgroup"
+    try:
+        manager.join(spawn.stage1)
+        resources = (config.get("linux") or {}).get("resources")
+        if resources:
+            step = "set cgroup resources"
+            manager.set_resources(resources)
+        step = "start init"
+        chan.send("go")
+        expected = ["pid"] + (["userns"] if plan.new_userns else [])
+        while True:
+            msg, passed = chan.expect(*expected, "hooks", "seccomp-listener", "ready")
+            t = msg["type"]
+            if t == "userns":
+                step = "write id mappings"
+                # gid_map first matters only for unprivileged writers; as root either order works.
+                write_proc_file(spawn.stage1, "uid_map", plan.uid_map)
+                write_proc_file(spawn.stage1, "gid_map", plan.gid_map)
+                chan.send("mapped")
+                expected = ["pid"]
+            elif t == "pid":
+                spawn.init = int(msg["pid"])
+                rec.pid = spawn.init
+                rec.pid_start = start_time(spawn.init) or 0
+                status = spawn._reap_stage1()
+                if status != 0:
+                    raise InitError(f"stage 1 failed: {_status_text(status)}")
+                expected = []
+            elif t == "hooks":
+                step = "run prestart/createRuntime hooks"
+                state = rec.oci_state("creating")
+                for kind in ("prestart", "createRuntime"):
+                    if plan.hooks.get(kind):
+                        run_hooks(kind, plan.hooks[kind], state)
+                chan.send("hooks-done")
+            elif t == "seccomp-listener":
+                step = "send seccomp listener"
+                from ociruntime.seccomp.notify import send_listener
+
+                try:
+                    send_listener(passed[0], plan.seccomp.listener_path,  # type: ignore[union-attr]
+                                  rec.oci_state("creating"), plan.seccomp.listener_metadata)  # type: ignore[union-attr]
+                finally:
+                    for fd in passed:
+                        os.close(fd)
+            elif t == "ready":
+                return rec
+    except ChannelClosed:
+        detail = ""
+        if spawn.stage1:
+            detail = f" ({_status_text(spawn._reap_stage1())})"
+        raise InitError(f"container init exited unexpectedly{detail}") from None
+    except OSError as e:
+        raise OCIError(f"{step}: {describe_oserror(e)}") from None
+
+
+def _hook_json(h: object) -> dict:
+    return {"path": h.path, "args": list(h.args), "env": list(h.env),  # type: ignore[attr-defined]
+            "timeout": h.timeout}  # type: ignore[attr-defined]
+
+

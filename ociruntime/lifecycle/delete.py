@@ -1,0 +1,53 @@
+"""``delete``: remove a stopped (or, with ``--force``, any) container and everything it owns."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+
+from ociruntime.errors import OCIError, StateError
+from ociruntime.lifecycle.context import Context
+from ociruntime.lifecycle.kill import signal_all, signal_init
+from ociruntime.lifecycle.start import run_post_hooks
+from ociruntime.state.proc import is_alive
+from ociruntime.state.store import ContainerDir, Record, Store
+
+
+def _wait_gone(rec: Record, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while is_alive(rec.pid, rec.pid_start):
+        if time.monotonic() > deadline:
+            raise OCIError(f"container init {rec.pid} did not exit after SIGKILL")
+        time.sleep(0.002)
+
+
+def destroy(cdir: ContainerDir, rec: Record) -> None:
+    """Kill what remains, remove the cgroup, run poststop hooks, remove the state directory."""
+    signal_init(rec.pid, rec.pid_start, signal.SIGKILL)
+    if rec.cgroup:
+        from ociruntime.cgroups import manager_from_state
+
+        # A frozen process never handles SIGKILL: thaw first (a paused container, --force).
+        with contextlib.suppress(OSError, OCIError):
+            manager_from_state(rec.cgroup).thaw()
+        # Without its own pid namespace the container's other processes do not die with the
+        # init; kill them through the cgroup (runc does the same).
+        with contextlib.suppress(OSError, OCIError):
+            signal_all(rec.cgroup, signal.SIGKILL)
+    _wait_gone(rec)
+    if rec.cgroup:
+        manager_from_state(rec.cgroup).destroy()
+    run_post_hooks(rec, "poststop", "stopped")
+    cdir.remove()
+
+
+def delete(ctx: Context, container_id: str, force: bool) -> None:
+    with Store(ctx.root).open(container_id) as cdir:
+        rec = cdir.load()
+        status = cdir.status(rec)
+        # A created container was never started: deleting it is allowed (runc kills the init).
+        if status in ("running", "paused") and not force:
+            raise StateError(f"cannot delete container {container_id} that is not stopped: {status}")
+        destroy(cdir, rec)
+

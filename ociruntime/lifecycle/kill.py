@@ -1,0 +1,62 @@
+"""``kill``: signal the init (or, with ``--all``, every process of the container's cgroup)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal as _signal
+
+from ociruntime.errors import OCIError, StateError
+from ociruntime.lifecycle.context import Context
+from ociruntime.linux.signals import parse_signal
+from ociruntime.state.proc import pidfd_for
+from ociruntime.state.store import Store
+
+
+def signal_init(pid: int, started: int, sig: int) -> bool:
+    """Signal the init through a pidfd verified by start time; False if it is gone."""
+    fd = pidfd_for(pid, started)
+    if fd is None:
+        return False
+    try:
+        _signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def signal_all(cgroup_state: dict, sig: int) -> None:
+    """Signal every process in the cgroup; frozen while doing it so none can fork away."""
+    from ociruntime.cgroups import manager_from_state
+
+    manager = manager_from_state(cgroup_state)
+    was_frozen = manager.is_frozen()
+    if not was_frozen:
+        with contextlib.suppress(OSError, OCIError):
+            manager.freeze()
+    try:
+        for pid in manager.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    finally:
+        if not was_frozen:
+            with contextlib.suppress(OSError, OCIError):
+                manager.thaw()
+
+
+def kill(ctx: Context, container_id: str, sig_text: str, all_processes: bool) -> None:
+    try:
+        sig = parse_signal(sig_text)
+    except ValueError as e:
+        raise OCIError(str(e)) from None
+    with Store(ctx.root).open(container_id) as cdir:
+        rec = cdir.load()
+        status = cdir.status(rec)
+        if all_processes:
+            if rec.cgroup:
+                signal_all(rec.cgroup, sig)
+            return
+        if status == "stopped" or not signal_init(rec.pid, rec.pid_start, sig):
+            raise StateError("container not running")

@@ -1,0 +1,74 @@
+"""``run``: create + start, and in the foreground wait for the container and exit with its status."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from ociruntime.errors import OCIError
+from ociruntime.lifecycle.context import Context
+from ociruntime.lifecycle.create import CreateOptions, create
+from ociruntime.lifecycle.delete import destroy
+from ociruntime.lifecycle.start import start
+from ociruntime.state.store import Store
+
+# Signals a foreground `run` passes on to the container, like runc's signal forwarding.
+_FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+            signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the exit code, or 128 + signal number."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep: bool) -> int:
+    if detach:
+        create(ctx, container_id, opts)
+        _start_or_destroy(ctx, container_id)
+        return 0
+    rec = create(ctx, container_id, CreateOptions(**{**opts.__dict__, "keep_subreaper": True}))
+    pid = rec.pid
+    old = {s: signal.getsignal(s) for s in _FORWARD}
+    for s in _FORWARD:
+        signal.signal(s, lambda signum, _frame: _forward(pid, signum))
+    try:
+        _start_or_destroy(ctx, container_id)
+        status = _wait(pid)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if not keep:
+        with Store(ctx.root).open(container_id) as cdir:
+            destroy(cdir, cdir.load())
+    return exit_code(status)
+
+
+def _forward(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _wait(pid: int) -> int:
+    """Wait for the init (our child: we are its subreaper); reap other orphans on the way."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            raise OCIError(f"container init {pid} is not our child") from None
+        except InterruptedError:
+            continue
+        if got == pid:
+            return status
+
+
+def _start_or_destroy(ctx: Context, container_id: str) -> None:
+    try:
+        start(ctx, container_id)
+    except OCIError:
+        with contextlib.suppress(OCIError, OSError), Store(ctx.root).open(container_id) as cdir:
+            destroy(cdir, cdir.load())
+        raise

@@ -1,0 +1,65 @@
+"""``start``: release the init blocked on ``exec.fifo``, then run the poststart hooks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+
+from ociruntime.errors import OCIError, StateError
+from ociruntime.hooks import Hook, run_hooks
+from ociruntime.lifecycle.context import Context
+from ociruntime.log import LOG
+from ociruntime.state.proc import is_alive
+from ociruntime.state.store import Record, Store
+
+
+def hooks_from_record(rec: Record, kind: str) -> tuple[Hook, ...]:
+    return tuple(Hook(path=h["path"], args=tuple(h["args"]), env=tuple(h["env"]), timeout=h["timeout"])
+                 for h in rec.hooks.get(kind, []))
+
+
+def run_post_hooks(rec: Record, kind: str, status: str) -> None:
+    """poststart/poststop failures are warnings: the lifecycle goes on (runtime.md)."""
+    hooks = hooks_from_record(rec, kind)
+    if hooks:
+        try:
+            run_hooks(kind, hooks, rec.oci_state(status))
+        except OCIError as e:
+            LOG.warning(str(e))
+
+
+def _release(fifo: str, rec: Record) -> None:
+    """Open the fifo for reading (unblocking the init's open) and take its one byte."""
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        while True:
+            events = poller.poll(100)
+            if events:
+                data = b""
+                with contextlib.suppress(BlockingIOError):
+                    data = os.read(fd, 1)
+                if data:
+                    return
+                raise OCIError("container init exited before it could be started")
+            if not is_alive(rec.pid, rec.pid_start):
+                raise OCIError("container init exited before it could be started")
+    finally:
+        os.close(fd)
+
+
+def start(ctx: Context, container_id: str) -> None:
+    with Store(ctx.root).open(container_id) as cdir:
+        rec = cdir.load()
+        status = cdir.status(rec)
+        if status != "created":
+            if status == "stopped":
+                raise StateError("cannot start a container that has stopped")
+            raise StateError("cannot start an already running container")
+        _release(cdir.fifo_path, rec)
+        os.unlink(cdir.fifo_path)
+        rec.started = True
+        cdir.save(rec)
+        run_post_hooks(rec, "poststart", "running")

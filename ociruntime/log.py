@@ -1,0 +1,80 @@
+"""Diagnostics: the ``--log`` file (text or JSON lines) and stderr.
+
+Clients read this file back (CLIENTS.md): containerd keeps the last line whose level is
+``error``; podman reads it as one JSON object.  So an error is exactly one line, appended.
+On success nothing is printed to stdout/stderr: the caller's stdio belongs to the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Logger:
+    """Writes leveled messages to the ``--log`` file; errors and warnings also reach stderr."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.fmt = "text"
+        self.debug_enabled = False
+
+    def configure(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path = path or None
+        self.fmt = fmt
+        self.debug_enabled = debug
+
+    @staticmethod
+    def _now() -> str:
+        t = time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+    def _line(self, level: str, msg: str) -> str:
+        if self.fmt == "json":
+            return json.dumps({"level": level, "msg": msg, "time": self._now()}) + "\n"
+        return f'time="{self._now()}" level={level} msg={json.dumps(msg)}\n'
+
+    def _append(self, line: str) -> bool:
+        if not self.path:
+            return False
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def log(self, level: str, msg: str) -> None:
+        if level == "debug" and not self.debug_enabled:
+            return
+        logged = self._append(self._line(level, msg))
+        # Errors always reach stderr (clients show it); warnings only when there is no log file,
+        # so a successful create prints nothing on the caller's stdio.
+        if level == "error" or (level == "warning" and not logged):
+            try:
+                sys.stderr.write(f"{'' if level == 'error' else level + ': '}{msg}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def error(self, msg: str) -> None:
+        self.log("error", msg)
+
+    def warning(self, msg: str) -> None:
+        self.log("warning", msg)
+
+    def info(self, msg: str) -> None:
+        self.log("info", msg)
+
+    def debug(self, msg: str) -> None:
+        self.log("debug", msg)
+
+
+LOG = Logger()

@@ -1,0 +1,51 @@
+"""Identity of a process across time: pid plus start time from ``/proc/<pid>/stat``.
+
+A pid alone is not an identity: once the init exits, the number can be reused by any process on
+the host.  Every command that signals or inspects the init first checks that the start time
+recorded at create still matches, so a reused pid is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def read_stat(pid: int) -> tuple[str, int] | None:
+    """Return (state letter, start time in clock ticks) of ``pid``, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(b")") + 2 :].split()
+    return rest[0].decode(), int(rest[19])
+
+
+def start_time(pid: int) -> int | None:
+    st = read_stat(pid)
+    return None if st is None else st[1]
+
+
+def is_alive(pid: int, started: int) -> bool:
+    """True when ``pid`` exists, is not a zombie, and is the same process (same start time)."""
+    if pid <= 0:
+        return False
+    st = read_stat(pid)
+    return st is not None and st[1] == started and st[0] not in ("Z", "X")
+
+
+def pidfd_for(pid: int, started: int) -> int | None:
+    """Open a pidfd for ``pid`` only if it is still the process that started at ``started``.
+
+    Checking the start time *after* pidfd_open closes the race: the pidfd pins the process,
+    so if the number had been reused before the open, the start time no longer matches.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if not is_alive(pid, started):
+        os.close(fd)
+        return None
+    return fd

@@ -1,0 +1,78 @@
+"""`spec` and `features` output: valid against the official schemas (and ours); runc's shapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ociruntime.spec import schema as our_schema
+
+OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared/reference/runtime-spec-v1.3.0-schema/schema"
+
+
+def official(kind: str) -> Any:
+    if not (OFFICIAL / kind).is_file():
+        pytest.skip("official schemas not available (../shared absent)")
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    registry = Registry().with_resources(
+        (p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=DRAFT4))
+        for p in OFFICIAL.glob("*.json"))
+    return jsonschema.Draft4Validator(json.loads((OFFICIAL / kind).read_text()), registry=registry)
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-I", "-m", "ociruntime", *args], capture_output=True,
+                          cwd=cwd, timeout=60)
+
+
+def test_features_valid_and_honest() -> None:
+    p = cli("features")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    official("features-schema.json").validate(doc)
+    our_schema.validate(doc, "features")
+    assert doc["ociVersionMax"] == "1.3.0"
+    assert set(doc["linux"]["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup",
+                                               "time"}
+    assert "rro" in doc["mountOptions"] and "bind" in doc["mountOptions"]
+    assert doc["linux"]["cgroup"]["systemd"] is False  # no systemd driver: never claimed
+    assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
+
+
+@pytest.mark.parametrize("rootless", [False, True])
+def test_spec_writes_valid_config(tmp_path: Path, rootless: bool) -> None:
+    args = ["spec", "--bundle", str(tmp_path)] + (["--rootless"] if rootless else [])
+    p = cli(*args)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((tmp_path / "config.json").read_text())
+    official("config-schema.json").validate(doc)
+    our_schema.validate(doc, "config")
+    assert doc["process"]["terminal"] is True and doc["root"] == {"path": "rootfs", "readonly": True}
+    p = cli(*args)
+    assert p.returncode == 1 and b"exists" in p.stderr  # never overwrites
+
+
+def test_spec_in_cwd(tmp_path: Path) -> None:
+    assert cli("spec", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "config.json").is_file()
+
+
+def test_help_and_usage() -> None:
+    p = cli("--help")
+    assert p.returncode == 0 and b"create" in p.stdout and b"--root" in p.stdout
+    p = cli("create", "--help")
+    assert p.returncode == 0 and b"--console-socket" in p.stdout
+    p = cli()
+    assert p.returncode == 1
+    p = cli("create")
+    assert p.returncode == 1 and p.stderr.count(b"\n") == 1
+    p = cli("--log-format", "xml", "list")
+    assert p.returncode == 1 and b"log format" in p.stderr
