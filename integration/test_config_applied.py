@@ -350,3 +350,27 @@ def test_mode_of_state_dir(rt, bundle) -> None:
     rt("create", "--bundle", str(bundle(["true"])), cid, check=True)
     assert stat.S_IMODE(os.stat(rt.root / cid).st_mode) == 0o700
     rt("delete", cid, check=True)
+
+
+def _ignore_all_signals() -> None:
+    """preexec: the caller ignores every signal it can, glibc-reserved 32/33 included."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    class KAct(ctypes.Structure):
+        _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong),
+                    ("restorer", ctypes.c_void_p), ("mask", ctypes.c_uint64)]
+
+    ign = KAct(1, 0, None, 0)  # SIG_IGN
+    for sig in range(1, 65):
+        if sig not in (9, 19):
+            libc.syscall(13, sig, ctypes.byref(ign), None, 8)
+
+
+def test_signals_reset_even_if_caller_ignores_them(rt, bundle) -> None:
+    b = bundle(["checker", "report"])
+    p = rt("run", "--bundle", str(b), new_id(), preexec_fn=_ignore_all_signals)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert int(r["status"]["SigIgn"], 16) == 0 and int(r["status"]["SigBlk"], 16) == 0

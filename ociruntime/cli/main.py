@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 
 from ociruntime import SPEC_VERSION, __version__
@@ -68,6 +69,9 @@ def run(argv: list[str]) -> int:
         return 0
     if name not in COMMANDS:
         raise UsageError(f"unknown command {name!r}: see 'ociruntime --help'")
+    # A caller that ignores SIGCHLD would make the kernel reap our children behind our back
+    # (waitpid then fails with ECHILD); the disposition is inherited, so put it back.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless))
     module = importlib.import_module(f"ociruntime.cli.{COMMANDS[name][0]}")
     return int(module.main(ctx, rest))

@@ -11,13 +11,11 @@ from __future__ import annotations
 import ctypes
 import os
 
-from ociruntime.linux.libc import LIBC
+from ociruntime.linux.libc import LIBC, syscall
 
 NSIG = 65  # glibc's _NSIG on x86_64: signals 1..64.
 SIGKILL = 9
 SIGSTOP = 19
-# glibc reserves the first two real-time signals for NPTL; its sigaction refuses them (EINVAL).
-_GLIBC_RESERVED = (32, 33)
 SIGRTMIN = 34  # as glibc reports it to programs (the kernel's 32 plus the reserved two)
 SIGRTMAX = 64
 SIG_DFL = 0
@@ -70,21 +68,16 @@ class _SigSet(ctypes.Structure):
     _fields_ = [("val", ctypes.c_ulong * 16)]
 
 
-class _SigAction(ctypes.Structure):
-    """glibc's struct sigaction on x86_64 (handler, mask, flags, restorer)."""
+class _KernelSigAction(ctypes.Structure):
+    """The kernel's struct sigaction on x86_64 (for the raw rt_sigaction syscall)."""
 
-    _fields_ = [
-        ("sa_handler", ctypes.c_void_p),
-        ("sa_mask", _SigSet),
-        ("sa_flags", ctypes.c_int),
-        ("sa_restorer", ctypes.c_void_p),
-    ]
+    _fields_ = [("handler", ctypes.c_void_p), ("flags", ctypes.c_ulong),
+                ("restorer", ctypes.c_void_p), ("mask", ctypes.c_uint64)]
 
 
-# LIBC[...] returns a private function object, so these argtypes do not leak to other modules.
-_sigaction = LIBC["sigaction"]
-_sigaction.argtypes = [ctypes.c_int, ctypes.POINTER(_SigAction), ctypes.POINTER(_SigAction)]
-_sigaction.restype = ctypes.c_int
+SYS_RT_SIGACTION = 13
+
+
 _sigprocmask = LIBC["sigprocmask"]
 _sigprocmask.argtypes = [ctypes.c_int, ctypes.POINTER(_SigSet), ctypes.POINTER(_SigSet)]
 _sigprocmask.restype = ctypes.c_int
@@ -101,12 +94,17 @@ def reset_all_signals() -> None:
     Call it last before execve: from here on a signal kills the child instead of running the
     Python handler, which is exactly what the container process should start with.
     """
-    default = _SigAction()  # zeroed: SIG_DFL, empty mask, no flags
+    # The raw rt_sigaction(2) syscall, not glibc's sigaction: glibc refuses the two signals it
+    # reserves for NPTL (32, 33), yet a caller that ignores them (CI harnesses do) would pass the
+    # "ignored" disposition through execve into the container.  Resetting them is safe here: the
+    # process is single-threaded and about to exec.
+    default = _KernelSigAction()  # zeroed: SIG_DFL, no flags, no restorer, empty mask
     for sig in range(1, NSIG):
-        if sig in (SIGKILL, SIGSTOP) or sig in _GLIBC_RESERVED:
+        if sig in (SIGKILL, SIGSTOP):
             continue
-        if _sigaction(sig, ctypes.byref(default), None) == -1:
-            _raise_errno("sigaction", f"signal {sig}")
+        if syscall(SYS_RT_SIGACTION, ctypes.c_int(sig), ctypes.byref(default), None,
+                   ctypes.c_size_t(8)) == -1:
+            _raise_errno("rt_sigaction", f"signal {sig}")
     empty = _SigSet()
     if _sigprocmask(SIG_SETMASK, ctypes.byref(empty), None) == -1:
         _raise_errno("sigprocmask", "SIG_SETMASK")
