@@ -281,22 +281,24 @@ def test_preserve_fds_and_leaked_fds(rt, bundle, tmp_path: Path) -> None:
     keep.write_text("k")
     leak = tmp_path / "leak"
     leak.write_text("l")
-    fd3 = os.open(keep, os.O_RDONLY)
+    fd_keep = os.open(keep, os.O_RDONLY)
     fd_leak = os.open(leak, os.O_RDONLY)
+
+    def child_fds() -> None:  # in the runtime's process only: never touch pytest's own fds
+        os.dup2(fd_keep, 3)
+        os.dup2(fd_leak, 4)
+
     try:
-        if fd3 != 3:
-            os.dup2(fd3, 3)
         b = bundle(["checker", "report"])
-        p = rt("run", "--preserve-fds", "1", "--bundle", str(b), new_id(), pass_fds=(3, fd_leak))
+        p = rt("run", "--preserve-fds", "1", "--bundle", str(b), new_id(), close_fds=False,
+               preexec_fn=child_fds)
         assert p.returncode == 0, p.stderr
         r = json.loads(p.stdout)
         assert sorted(r["fds"]) == [0, 1, 2, 3]
         assert r["fd_targets"]["3"].endswith("/keep")
     finally:
+        os.close(fd_keep)
         os.close(fd_leak)
-        if fd3 != 3:
-            os.close(fd3)
-        os.close(3) if fd3 == 3 else None
 
 
 def test_hooks_order_and_state(rt, bundle, tmp_path: Path) -> None:

@@ -196,13 +196,12 @@ def test_cwd_through_proc_fd_stays_inside(rt, bundle, n: int) -> None:
 def test_caller_leaked_fd_absent(rt, bundle) -> None:
     fd = os.open("/etc/hostname", os.O_RDONLY)
     try:
-        os.dup2(fd, 9)
-        p = rt("run", "--bundle", str(bundle(["checker", "report"])), new_id(), pass_fds=(9,))
+        p = rt("run", "--bundle", str(bundle(["checker", "report"])), new_id(), close_fds=False,
+               preexec_fn=lambda: os.dup2(fd, 9))  # `exec 9</etc/hostname` in the caller
         assert p.returncode == 0, p.stderr
         assert sorted(json.loads(p.stdout)["fds"]) == [0, 1, 2]
     finally:
         os.close(fd)
-        os.close(9)
 
 
 def test_uid_truncation_rejected(rt, bundle) -> None:

@@ -8,7 +8,7 @@ import signal as _signal
 
 from ociruntime.errors import OCIError, StateError
 from ociruntime.lifecycle.context import Context
-from ociruntime.linux.signals import parse_signal
+from ociruntime.linux.signames import parse_signal
 from ociruntime.state.proc import pidfd_for
 from ociruntime.state.store import Store
 

@@ -7,26 +7,25 @@ import os
 import select
 
 from ociruntime.errors import OCIError, StateError
-from ociruntime.hooks import Hook, run_hooks
 from ociruntime.lifecycle.context import Context
 from ociruntime.log import LOG
 from ociruntime.state.proc import is_alive
 from ociruntime.state.store import Record, Store
 
 
-def hooks_from_record(rec: Record, kind: str) -> tuple[Hook, ...]:
-    return tuple(Hook(path=h["path"], args=tuple(h["args"]), env=tuple(h["env"]), timeout=h["timeout"])
-                 for h in rec.hooks.get(kind, []))
-
-
 def run_post_hooks(rec: Record, kind: str, status: str) -> None:
     """poststart/poststop failures are warnings: the lifecycle goes on (runtime.md)."""
-    hooks = hooks_from_record(rec, kind)
-    if hooks:
-        try:
-            run_hooks(kind, hooks, rec.oci_state(status))
-        except OCIError as e:
-            LOG.warning(str(e))
+    if not rec.hooks.get(kind):
+        return
+    # Imported only when there are hooks: most containers have none, and start/delete run often.
+    from ociruntime.hooks import Hook, run_hooks
+
+    hooks = tuple(Hook(path=h["path"], args=tuple(h["args"]), env=tuple(h["env"]), timeout=h["timeout"])
+                  for h in rec.hooks[kind])
+    try:
+        run_hooks(kind, hooks, rec.oci_state(status))
+    except OCIError as e:
+        LOG.warning(str(e))
 
 
 def _release(fifo: str, rec: Record) -> None:

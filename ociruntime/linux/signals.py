@@ -1,4 +1,4 @@
-"""Signal names and the signal reset done right before the container's execve.
+"""The signal reset done right before the container's execve (names live in signames.py).
 
 CPython ignores SIGPIPE and SIGXFSZ, the caller may have ignored or blocked more, and ignored
 dispositions plus the blocked mask survive execve(2) (signal(7)).  ``reset_all_signals`` puts
@@ -12,54 +12,20 @@ import ctypes
 import os
 
 from ociruntime.linux.libc import LIBC, syscall
+from ociruntime.linux.signames import (  # noqa: F401 - re-exported for callers of this module
+    NSIG,
+    SIGKILL,
+    SIGNALS,
+    SIGRTMAX,
+    SIGRTMIN,
+    SIGSTOP,
+    parse_signal,
+    signal_name,
+)
 
-NSIG = 65  # glibc's _NSIG on x86_64: signals 1..64.
-SIGKILL = 9
-SIGSTOP = 19
-SIGRTMIN = 34  # as glibc reports it to programs (the kernel's 32 plus the reserved two)
-SIGRTMAX = 64
 SIG_DFL = 0
 SIG_SETMASK = 2
 
-# x86_64 Linux numbers, including the historical aliases runc/Go and kill(1) accept.
-SIGNALS: dict[str, int] = {
-    "SIGHUP": 1,
-    "SIGINT": 2,
-    "SIGQUIT": 3,
-    "SIGILL": 4,
-    "SIGTRAP": 5,
-    "SIGABRT": 6,
-    "SIGIOT": 6,
-    "SIGBUS": 7,
-    "SIGFPE": 8,
-    "SIGKILL": 9,
-    "SIGUSR1": 10,
-    "SIGSEGV": 11,
-    "SIGUSR2": 12,
-    "SIGPIPE": 13,
-    "SIGALRM": 14,
-    "SIGTERM": 15,
-    "SIGSTKFLT": 16,
-    "SIGCHLD": 17,
-    "SIGCLD": 17,
-    "SIGCONT": 18,
-    "SIGSTOP": 19,
-    "SIGTSTP": 20,
-    "SIGTTIN": 21,
-    "SIGTTOU": 22,
-    "SIGURG": 23,
-    "SIGXCPU": 24,
-    "SIGXFSZ": 25,
-    "SIGVTALRM": 26,
-    "SIGPROF": 27,
-    "SIGWINCH": 28,
-    "SIGIO": 29,
-    "SIGPOLL": 29,
-    "SIGPWR": 30,
-    "SIGSYS": 31,
-    "SIGRTMIN": SIGRTMIN,
-    "SIGRTMAX": SIGRTMAX,
-}
 
 
 class _SigSet(ctypes.Structure):
@@ -108,47 +74,3 @@ def reset_all_signals() -> None:
     empty = _SigSet()
     if _sigprocmask(SIG_SETMASK, ctypes.byref(empty), None) == -1:
         _raise_errno("sigprocmask", "SIG_SETMASK")
-
-
-def _unknown(s: str) -> ValueError:
-    return ValueError(f'unknown signal "{s}"')
-
-
-def _parse_rt(name: str, raw: str) -> int:
-    """Parse SIGRTMIN+n / SIGRTMAX-n (``name`` already upper-cased with the SIG prefix)."""
-    for base, sign, value in (("SIGRTMIN", "+", SIGRTMIN), ("SIGRTMAX", "-", SIGRTMAX)):
-        if name.startswith(base + sign):
-            offset = name[len(base) + 1 :]
-            if not (offset.isascii() and offset.isdigit()):
-                raise _unknown(raw)
-            sig = value + int(offset) if sign == "+" else value - int(offset)
-            if SIGRTMIN <= sig <= SIGRTMAX:
-                return sig
-    raise _unknown(raw)
-
-
-def parse_signal(s: str) -> int:
-    """Parse a signal given as a number, a name with or without SIG, any case, or SIGRTMIN+n/SIGRTMAX-n."""
-    if s.isascii() and s.isdigit():
-        sig = int(s)
-        if sig >= NSIG:
-            raise _unknown(s)
-        return sig
-    name = s.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    if name in SIGNALS:
-        return SIGNALS[name]
-    if name.startswith(("SIGRTMIN+", "SIGRTMAX-")):
-        return _parse_rt(name, s)
-    raise _unknown(s)
-
-
-def signal_name(sig: int) -> str:
-    """Canonical name of a signal number (``SIGRTMIN+n`` for real-time ones)."""
-    for name, num in SIGNALS.items():
-        if num == sig and name not in ("SIGIOT", "SIGCLD", "SIGPOLL"):
-            return name
-    if SIGRTMIN < sig < SIGRTMAX:
-        return f"SIGRTMIN+{sig - SIGRTMIN}"
-    return str(sig)

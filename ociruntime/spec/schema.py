@@ -3,8 +3,10 @@
 The schemas live in ``schemas/`` (written for this project from the runtime-spec v1.3.0 text,
 slightly wider than the official ones where real engines need it: device ``fileMode`` with
 file-type bits, ``rootfsPropagation: rslave``).  ``jsonschema`` costs 60-100 ms to import, so
-it is imported only inside :func:`validate`; the ``state``/``start``/``kill``/``delete``
-commands never get here.  The compiled validator is cached per kind for the life of the process.
+it is imported only inside :func:`validate`, and only once :mod:`ociruntime.spec.fastcheck` (a
+few ms) has rejected the document: a valid config never pays for it.  The ``state``/``start``/
+``kill``/``delete`` commands never get here.  Compiled validators are cached per kind for the
+life of the process.
 """
 
 from __future__ import annotations
@@ -124,13 +126,22 @@ def validate(doc: object, kind: str = "config") -> None:
     ``kind`` is one of ``config``, ``state``, ``features``.  Example message:
     ``config.json: linux.namespaces[2].type: 'foo' is not one of [...]``.
     """
+    # Imported here, not at the top: fastcheck imports this module for KINDS and the schema dir.
+    from ociruntime.spec import fastcheck
+
+    if fastcheck.is_valid(doc, kind):
+        return
+    # Rejected: only jsonschema says why (best_match picks the most relevant error and its path).
     from jsonschema.exceptions import best_match
 
     validator = get_validator(kind)
     error = best_match(validator.iter_errors(doc))
-    if error is None:
-        return
     what = KINDS[kind][1]
+    if error is None:
+        # Never accept a document one of the two checkers rejects: a disagreement is a bug here.
+        raise ConfigError(
+            f"{what}: internal error: the fast schema check rejects the document but jsonschema accepts it"
+        )
     path = json_path(list(error.absolute_path))
     message = _one_line(error.message)
     raise ConfigError(f"{what}: {path}: {message}" if path else f"{what}: {message}")
