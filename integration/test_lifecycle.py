@@ -180,3 +180,74 @@ def test_run_foreground_killed_by_signal(rt, bundle, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+SUBREAPER_CALLER = r"""
+import ctypes, json, subprocess, sys
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+assert libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER, like conmon and the shim
+cmd = sys.argv[1:]
+subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+               stderr=subprocess.DEVNULL)
+root, cid = cmd[cmd.index("--root") + 1], cmd[-1]
+state = json.loads(subprocess.run(cmd[:cmd.index("--root")] + ["--root", root, "state", cid],
+                                  capture_output=True, check=True).stdout)
+with open(f"/proc/{state['pid']}/stat") as f:
+    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+print(json.dumps({"me": __import__("os").getpid(), "init_ppid": ppid, "status": state["status"]}))
+"""
+
+
+def test_init_is_reparented_to_the_calling_subreaper(rt, bundle) -> None:
+    """When create exits, no helper of ours sits between the caller and the init."""
+    import subprocess
+    import sys
+
+    from conftest import runtime_cmd
+
+    cid = new_id()
+    cmd = [*runtime_cmd(), "--root", str(rt.root), "create", "--bundle", str(bundle(["true"])), cid]
+    out = subprocess.run([sys.executable, "-c", SUBREAPER_CALLER, *cmd], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["status"] == "created"
+    assert r["init_ppid"] == r["me"]
+    rt("delete", cid, check=True)
+
+
+IMPORT_PROBE = """
+import json, sys
+from ociruntime.cli import main as m
+sys.argv = ["ociruntime", *sys.argv[1:]]
+m.main()
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_frequent_commands_on_a_real_container_import_nothing_heavy(rt, bundle) -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    heavy = ("jsonschema", "pyroute2", "pyseccomp", "seccomp", "prctl", "referencing")
+
+    def mods(*args: str) -> list[str]:
+        # stderr to a file, not a pipe: the created container inherits it
+        with tempfile.TemporaryFile() as err:
+            subprocess.run([sys.executable, "-I", "-c", IMPORT_PROBE, "--root", str(rt.root), *args],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            err.seek(0)
+            return json.loads(err.read().decode().strip().splitlines()[-1])
+
+    def mutate(cfg: dict) -> None:  # a seccomp profile and hooks make create import more
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "syscalls": [{"names": ["kexec_load"], "action": "SCMP_ACT_ERRNO"}]}
+        cfg["hooks"] = {"poststart": [{"path": "/bin/true"}], "poststop": [{"path": "/bin/true"}]}
+
+    cid = new_id()
+    created = mods("create", "--bundle", str(bundle(["sleep", "100"], mutate)), cid)
+    assert "ociruntime.lifecycle.create" in created  # the probe sees imports
+    for args in (["state", cid], ["start", cid], ["state", cid], ["kill", cid, "KILL"], ["delete", cid]):
+        bad = [m for m in mods(*args) if m.split(".")[0] in heavy]
+        assert bad == [], f"{args[0]} imports {bad}"
+    assert not (rt.root / cid).exists()

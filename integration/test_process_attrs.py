@@ -170,3 +170,44 @@ def test_console_socket(rt, bundle, tmp_path: Path) -> None:
     assert lines[2].startswith("/dev/pts/")
     assert lines[3] == "c"  # /dev/console is the pts (a char device), bind-mounted
     rt("delete", "--force", cid, check=True)
+
+
+def test_run_foreground_terminal_without_socket(rt, bundle) -> None:
+    """`run` attached to a terminal, no --console-socket: the runtime proxies the pty itself."""
+    import pty
+    import time
+
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["terminal"] = True
+
+    b = bundle(["sh", "-c", "tty; read line; echo got:$line; exit 3"], mutate)
+    cmd = [*runtime_cmd(), "--root", str(rt.root), "run", "--bundle", str(b), new_id()]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(cmd[0], cmd)
+    out = b""
+    deadline = time.monotonic() + 30
+    sent = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not sent and b"/dev/pts/" in out:
+            os.write(fd, b"hello\r")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 3, out
+    assert b"/dev/pts/" in out and b"got:hello" in out
+
+
+def test_run_terminal_without_tty_refused(rt, bundle) -> None:
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["terminal"] = True
+
+    p = rt("run", "--bundle", str(bundle(["true"], mutate)), new_id())
+    assert p.returncode == 1 and b"console socket" in p.stderr

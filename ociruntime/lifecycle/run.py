@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import tempfile
 
 from ociruntime.errors import OCIError
 from ociruntime.lifecycle.context import Context
@@ -30,13 +31,53 @@ def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep
         create(ctx, container_id, opts)
         _start_or_destroy(ctx, container_id)
         return 0
+    proxy = None
+    if not opts.console_socket and _wants_terminal(opts.bundle):
+        # No console socket: with our own stdin a terminal we act as the console client (runc
+        # does the same); otherwise create refuses, as it must.
+        if os.isatty(0):
+            from ociruntime.lifecycle.console_proxy import ConsoleProxy
+
+            proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
+            opts = CreateOptions(**{**opts.__dict__, "console_socket": proxy.path})
+    try:
+        return _run_foreground(ctx, container_id, opts, keep, proxy)
+    finally:
+        if proxy is not None:
+            proxy.close()
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(proxy.path))
+
+
+def _wants_terminal(bundle: str) -> bool:
+    from ociruntime.spec.loader import read_json_file
+
+    try:
+        cfg = read_json_file(os.path.join(bundle or ".", "config.json"))
+    except OCIError:
+        return False  # create reports the problem properly
+    proc = cfg.get("process") if isinstance(cfg, dict) else None
+    return isinstance(proc, dict) and proc.get("terminal") is True
+
+
+def _run_foreground(ctx: Context, container_id: str, opts: CreateOptions, keep: bool,
+                    proxy: object | None) -> int:
     rec = create(ctx, container_id, CreateOptions(**{**opts.__dict__, "keep_subreaper": True}))
     pid = rec.pid
+    if proxy is not None:
+        try:
+            proxy.receive()  # type: ignore[attr-defined]
+        except OSError:
+            with Store(ctx.root).open(container_id) as cdir:
+                destroy(cdir, cdir.load())
+            raise
     old = {s: signal.getsignal(s) for s in _FORWARD}
     for s in _FORWARD:
         signal.signal(s, lambda signum, _frame: _forward(pid, signum))
     try:
         _start_or_destroy(ctx, container_id)
+        if proxy is not None:
+            proxy.pump()  # type: ignore[attr-defined]
         status = _wait(pid)
     finally:
         for s, h in old.items():
