@@ -46,7 +46,7 @@ OBJECT_KEYWORDS = frozenset(
 ARRAY_KEYWORDS = frozenset({"items", "prefixItems", "minItems", "maxItems", "uniqueItems"})
 STRING_KEYWORDS = frozenset({"minLength", "maxLength", "pattern"})
 NUMBER_KEYWORDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
-# "then"/"else" act only through "if" (as in jsonschema): without one they are ignored.
+# "then"/"else" act only through "if"; without one they are refused (see Compiler._compile).
 GENERIC_KEYWORDS = frozenset({"enum", "const", "$ref", "allOf", "anyOf", "oneOf", "not", "if"})
 SUPPORTED_KEYWORDS = (
     ANNOTATIONS
@@ -103,7 +103,12 @@ def _equal(one: object, two: object) -> bool:
 
 
 def _unique(items: Any) -> bool:
-    """Every pair of elements differs under :func:`_equal` (``uniqueItems``)."""
+    """Every pair of elements differs under :func:`_equal` (``uniqueItems``).
+
+    jsonschema's ``uniq`` sorts and compares neighbours only, so it misses the duplicate in
+    ``[[1], [True], [1]]``; the exact answer here then makes ``validate`` report a disagreement
+    instead of accepting.  No schema of ours uses uniqueItems today.
+    """
     return all(not _equal(items[i], items[j]) for i in range(len(items)) for j in range(i))
 
 
@@ -207,7 +212,7 @@ class Compiler:
                     count += 1
         return count
 
-    def _target(self, base: str, pointer: str) -> Check:
+    def _target(self, base: str, pointer: str, referrer: _Where | None = None) -> Check:
         key = f"{base}#{pointer}"
         done = self._refs.get(key)
         if done is not None:
@@ -217,7 +222,9 @@ class Compiler:
             return lambda x: cell[0](x)
         self._pending[key] = cell = [_never]
         where = _Where(self._names.get(base, base), pointer)
-        check = self._compile(self._lookup(base, pointer, where), base, where)
+        # A dangling $ref is reported where the $ref is written, not at the missing target.
+        node = self._lookup(base, pointer, referrer or where)
+        check = self._compile(node, base, where)
         cell[0] = check
         del self._pending[key]
         self._refs[key] = check
@@ -250,7 +257,11 @@ class Compiler:
         fragment = unquote(fragment)
         if fragment and not fragment.startswith("/"):
             raise where.error(f"$ref {ref!r}: anchors are not supported")
-        return self._target(target, fragment)
+        if not fragment and "$schema" in self.docs.get(target, {}):
+            # jsonschema's evolve() re-picks the validator class at a "$schema": below it the plain
+            # draft 2020-12 class would check, without schema.py's strict integer.
+            raise where.error(f"$ref {ref!r} to the root of a file that declares $schema is not supported")
+        return self._target(target, fragment, where)
 
     def _compile(self, node: object, base: str, where: _Where) -> Check:
         if node is True:
@@ -264,8 +275,12 @@ class Compiler:
             raise where.error(f"unsupported keyword(s) {', '.join(sorted(unknown))}")
         if "$schema" in node and node["$schema"] != DRAFT:
             raise where.error(f"$schema {node['$schema']!r} is not {DRAFT}")
-        if "$id" in node and where.pointer:
-            raise where.error("$id below the root of a file is not supported")
+        for key in ("$id", "$schema"):
+            # $id would change the base URI of relative refs; $schema: see _ref.
+            if key in node and where.pointer:
+                raise where.error(f"{key} below the root of a file is not supported")
+        if "if" not in node and ("then" in node or "else" in node):
+            raise where.error("then/else without if (jsonschema would ignore them)")
 
         # Compile-time cost matters as much as check time (both are paid once per `create`), so
         # each keyword group is looked at only when the node uses one of its keywords.
