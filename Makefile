@@ -21,14 +21,18 @@ deps:
 	fi
 
 # A self-contained install: its own virtual environment, a launcher that runs the interpreter
-# directly in isolated mode (-I: no PYTHON* variables, no user site, no cwd on sys.path).
+# directly in isolated mode (-I: no PYTHON* variables, no user site, no cwd on sys.path) and
+# without the site module (-S, ~2 ms per start): the launcher puts the venv's site-packages on
+# sys.path itself.
 install: deps
 	$(PY_SYSTEM) -m venv --clear $(LIBDIR)
 	$(LIBDIR)/bin/pip install -q --disable-pip-version-check .
-	rm -rf $(LIBDIR)/schemas && cp -r schemas $(LIBDIR)/schemas
 	$(LIBDIR)/bin/python -I -m compileall -q $(LIBDIR)/lib >/dev/null
 	mkdir -p $(PREFIX)/bin
-	printf '#!%s -I\nfrom ociruntime.cli.main import entry\nentry()\n' "$(LIBDIR)/bin/python" > $(PREFIX)/bin/ociruntime.tmp
+	site=$$($(LIBDIR)/bin/python -I -c 'import sysconfig; print(sysconfig.get_path("purelib"))'); \
+	rm -rf "$$site/ociruntime/schemas" && cp -r schemas "$$site/ociruntime/schemas" && \
+	printf '#!%s -IS\nimport sys\nsys.path.append("%s")\nfrom ociruntime.cli.main import entry\nentry()\n' \
+	  "$(LIBDIR)/bin/python" "$$site" > $(PREFIX)/bin/ociruntime.tmp
 	chmod 0755 $(PREFIX)/bin/ociruntime.tmp && mv $(PREFIX)/bin/ociruntime.tmp $(PREFIX)/bin/ociruntime
 	@$(PREFIX)/bin/ociruntime --version | head -1
 
@@ -58,12 +62,13 @@ lint: venv
 unit: venv checker
 	$(PY) -m pytest -q tests
 
+# Integration tests drive the installed launcher: what users run is what is tested.
 integration: venv checker install
-	$(PY) -m pytest -q integration
+	OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY) -m pytest -q integration
 
 # Everything: install, lint, unit and integration tests.
 test: venv checker install lint
-	$(PY) -m pytest -q tests integration
+	OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY) -m pytest -q tests integration
 
 bench: venv install
 	$(PY) bench/lifecycle.py --runtime $(PREFIX)/bin/ociruntime

@@ -45,6 +45,21 @@ def runtime_cmd() -> list[str]:
     return env.split() if env else [sys.executable, "-I", "-m", "ociruntime"]
 
 
+def runtime_sys_path() -> list[str]:
+    """The module search path the runtime under test really uses (launcher or -m)."""
+    cmd = runtime_cmd()
+    probe = "import json, sys; print(json.dumps(sys.path))"
+    if len(cmd) == 1:  # an installed launcher: run its own set-up lines, not entry()
+        text = Path(cmd[0]).read_text().splitlines()
+        interp = text[0][2:].split()
+        setup = "\n".join(line for line in text[1:] if "entry" not in line)
+        out = subprocess.run([*interp, "-c", setup + "\n" + probe], capture_output=True, text=True,
+                             check=True).stdout
+    else:
+        out = subprocess.run([*cmd[:2], "-c", probe], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
 class Runtime:
     """Run ociruntime with a private --root; results are CompletedProcess objects."""
 

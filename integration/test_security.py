@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import new_id, runtime_cmd
+from conftest import new_id, runtime_sys_path
 
 pytestmark = pytest.mark.root
 
@@ -44,9 +43,7 @@ def test_planted_python_modules_never_run(rt, bundle) -> None:
     b = bundle(["checker", "report"], writable)
     rootfs = b / "rootfs"
     code = MARKER_CODE.format(path="/PWNED")
-    out = subprocess.run([*runtime_cmd()[:2], "-c", "import sys, json; print(json.dumps(sys.path))"],
-                         capture_output=True, text=True, check=True).stdout
-    for entry in json.loads(out):
+    for entry in runtime_sys_path():
         if not entry.startswith("/") or entry.endswith(".zip"):
             continue
         d = rootfs / entry.lstrip("/")

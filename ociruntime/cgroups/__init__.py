@@ -15,18 +15,30 @@ Typical use by the lifecycle code::
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ociruntime.cgroups.base import Manager
-from ociruntime.cgroups.layout import (
-    Layout,
-    Mount,
-    check_cgroups_path,
-    detect_layout,
-    resolve_paths,
-)
 from ociruntime.cgroups.manager import FsManager, from_state
 from ociruntime.errors import OCIError
+
+if TYPE_CHECKING:
+    from ociruntime.cgroups.layout import Layout, Mount
+
+
+def __getattr__(name: str) -> Any:
+    # Layout detection (and its dataclasses) is needed by create only, not by the frequent
+    # commands that rebuild a manager from state.
+    if name in ("Layout", "Mount"):
+        from ociruntime.cgroups import layout
+
+        return getattr(layout, name)
+    raise AttributeError(name)
+
+
+def detect_layout(mountinfo: str | None = None) -> Layout:
+    from ociruntime.cgroups.layout import detect_layout as detect
+
+    return detect(mountinfo)
 
 __all__ = ["Layout", "Manager", "Mount", "detect_layout", "manager_from_state", "new_manager"]
 
@@ -47,6 +59,8 @@ def new_manager(
     tests can describe a fake hierarchy tree under a temporary ``root``.
     Raises OCIError for ``systemd=True`` and ConfigError for an invalid path.
     """
+    from ociruntime.cgroups.layout import check_cgroups_path, resolve_paths
+
     inner = check_cgroups_path(cgroups_path, container_id, systemd)
     found = (layout if layout is not None else detect_layout()).under(root)
     if found.mode == "none":

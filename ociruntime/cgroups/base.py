@@ -5,6 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+# The name the cgroup2 hierarchy goes by in paths/mounts maps (on hybrid and pure v2 hosts).
+UNIFIED = "unified"
+
 
 class Manager(ABC):
     """One container's cgroup across every mounted hierarchy.

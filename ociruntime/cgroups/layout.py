@@ -21,6 +21,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ociruntime.cgroups.base import UNIFIED
 from ociruntime.errors import ConfigError, OCIError
 
 # Super options of a v1 cgroup mount that are not controller names.
@@ -29,7 +30,6 @@ _NON_CONTROLLER_OPTS = frozenset(
 )
 # "slice:prefix:name", the systemd driver's cgroupsPath form.
 _SYSTEMD_FORM = re.compile(r"^[^:/]*:[^:/]*:[^:/]+$")
-UNIFIED = "unified"
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ociruntime.cgroups import devices, files, v1, v2
-from ociruntime.cgroups.base import Manager
+from ociruntime.cgroups import files
+from ociruntime.cgroups.base import UNIFIED, Manager
 from ociruntime.cgroups.common import as_dict, is_set
-from ociruntime.cgroups.layout import UNIFIED
 from ociruntime.errors import ConfigError, OCIError
 
 DRIVER = "cgroupfs"
@@ -110,6 +109,8 @@ class FsManager(Manager):
     def _cpuset_copy_down(self, mountpoint: str, leaf: str) -> None:
         # Every level between the mount and the leaf needs non-empty cpus/mems before a task can
         # join below it; fill each empty one from its parent, top-down.
+        from ociruntime.cgroups import v1
+
         parent = mountpoint
         for level in self._levels(mountpoint, leaf):
             if files.exists(level, "cpuset.cpus"):
@@ -155,6 +156,10 @@ class FsManager(Manager):
         return d
 
     def set_resources(self, resources: dict[str, Any], *, skip_devices: bool = False) -> None:
+        # The controller writers are imported here, not at module top: state/kill/delete rebuild
+        # this manager on every call and never write resources.
+        from ociruntime.cgroups import v1, v2
+
         r = as_dict(resources, "linux.resources")
         unknown = sorted(set(r) - RESOURCE_KEYS)
         if unknown:
@@ -191,6 +196,8 @@ class FsManager(Manager):
             v2.apply_unified(self.paths[UNIFIED], r["unified"])
 
     def _set_devices(self, spec_devices: Any) -> None:
+        from ociruntime.cgroups import devices
+
         spec_rules = devices.parse_rules(spec_devices)
         rules = [*spec_rules, *devices.DEFAULT_RULES]
         if self.mode == "v2":

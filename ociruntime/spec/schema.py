@@ -35,8 +35,11 @@ _validators: dict[str, Any] = {}
 
 
 def schema_dirs() -> list[Path]:
-    """Where the schema files may be: the source tree first, then the installer's copy."""
-    return [Path(__file__).resolve().parents[2] / "schemas", Path(sys.prefix) / "schemas"]
+    """Where the schema files may be: the source tree first, then the installer's copy inside
+    the package (``make install`` puts it there; the launcher runs without `site`, so
+    ``sys.prefix`` is the base interpreter's, not the venv's), then ``sys.prefix``."""
+    here = Path(__file__).resolve()
+    return [here.parents[2] / "schemas", here.parents[1] / "schemas", Path(sys.prefix) / "schemas"]
 
 
 def find_schema_dir() -> Path:
