@@ -54,7 +54,11 @@ def is_file_dest(dest: str) -> bool:
 
 def adapt(cfg: dict, rootfs: Path, tmp: Path, holder_pid: int) -> dict:
     cfg["root"]["path"] = str(rootfs)
-    cfg["process"]["args"] = ["checker", "report"]
+    sysctls = " ".join(sorted((cfg.get("linux") or {}).get("sysctl", {})))
+    devices = " ".join(d["path"] for d in (cfg.get("linux") or {}).get("devices", []))
+    # one checker call per fact group, separated by marker lines
+    cfg["process"]["args"] = ["sh", "-c", f"checker report; echo; echo @@; checker sysctl {sysctls}; echo; "
+                              f"echo @@; checker stat {devices}"]
     cfg["process"]["env"] = ["PATH=/bin:/usr/bin", *[e for e in cfg["process"].get("env", [])
                                                      if not e.startswith("PATH=")]]
     linux = cfg.setdefault("linux", {})
@@ -145,8 +149,20 @@ def test_real_config_runs(rt, bundle, tmp_path: Path, name: str) -> None:
             p = rt("run", "--bundle", str(b), cid)
             assert p.returncode == 0, p.stderr.decode()
             out = p.stdout
-        r = json.loads(out)
-        check_report(orig, cfg, r, holder.pid, terminal)
+        parts = [json.loads(x) for x in out.decode().split("@@")]
+        check_report(orig, cfg, parts[0], holder.pid, terminal)
+        for key, value in (cfg.get("linux") or {}).get("sysctl", {}).items():
+            assert parts[1][key].split() == value.split(), key
+        for dev in (cfg.get("linux") or {}).get("devices", []):
+            if dev["path"] == "/dev/ptmx":
+                continue  # always the pts/ptmx symlink, as runc's setupPtmx makes it
+            st = parts[2][dev["path"]]
+            kind = {"c": "chr", "u": "chr", "b": "blk", "p": "fifo"}[dev["type"]]
+            assert st["type"] == kind, dev
+            if kind != "fifo":
+                assert (st["major"], st["minor"]) == (dev["major"], dev["minor"]), dev
+            if "fileMode" in dev:
+                assert st["mode"] & 0o777 == dev["fileMode"] & 0o777, dev
     finally:
         holder.kill()
         holder.wait()
