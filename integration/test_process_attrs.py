@@ -211,3 +211,19 @@ def test_run_terminal_without_tty_refused(rt, bundle) -> None:
 
     p = rt("run", "--bundle", str(bundle(["true"], mutate)), new_id())
     assert p.returncode == 1 and b"console socket" in p.stderr
+
+
+@pytest.mark.parametrize(("prop", "tag"), [("shared", "shared:"), ("rshared", "shared:"),
+                                           ("unbindable", "unbindable"), ("runbindable", "unbindable"),
+                                           ("private", None), ("slave", None), ("rslave", None)])
+def test_rootfs_propagation_applied_to_new_root(rt, bundle, prop: str, tag: str | None) -> None:
+    def mutate(cfg: dict) -> None:
+        cfg["linux"]["rootfsPropagation"] = prop
+
+    r = run_checker(rt, bundle, ["report"], mutate)
+    root = next(line for line in r["mountinfo"].splitlines() if line.split()[4] == "/")
+    optional = root.split(" - ")[0].split()[6:]
+    if tag is None:
+        assert not any(f.startswith(("shared:", "unbindable")) for f in optional), root
+    else:
+        assert any(f.startswith(tag) for f in optional), root

@@ -59,7 +59,7 @@ def write_pid_file(path: str, pid: int) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise OCIError(f"write pid file {path}: {describe_oserror(e)}") from None
+        raise OCIError(f"write pid file {path}: {os.strerror(e.errno or 0).lower()}") from None
 
 
 class _Spawn:

@@ -128,7 +128,7 @@ def remount_root_readonly() -> None:
 
 
 def finalize_rootfs(plan: RootfsPlan) -> None:
-    """Masked paths, then read-only paths, then the read-only root (after pivot)."""
+    """Masked paths, read-only paths, the read-only root, then the configured propagation."""
     rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if plan.masked_paths:
@@ -139,3 +139,9 @@ def finalize_rootfs(plan: RootfsPlan) -> None:
         os.close(rootfd)
     if plan.readonly:
         remount_root_readonly()
+    if plan.final_propagation:
+        # The configured rootfsPropagation goes on the new "/" only after pivot_root (as in
+        # runc): before, it would act on the host-copied root.  It comes last because masking
+        # clones mounts, which an (r)unbindable tree refuses.
+        with error_context("set rootfs propagation", "/"):
+            m.mount(None, "/", None, plan.final_propagation)

@@ -122,3 +122,4 @@ def pivot(plan: RootfsPlan) -> None:
     else:
         with error_context("pivot_root to " + plan.rootfs, plan.rootfs):
             pivot_root(plan.rootfs)
+

@@ -172,6 +172,8 @@ class RootfsPlan:
     cgroup_paths: dict[str, str] = field(default_factory=dict)
     cgroupns: bool = False
     cgroup_layout: str = "hybrid"
+    # The configured rootfsPropagation, applied to the new "/" after pivot_root (0: none given).
+    final_propagation: int = 0
 
 
 def _fail(what: str, msg: str) -> ConfigError:
@@ -385,14 +387,22 @@ def _paths(linux: dict, key: str) -> tuple[str, ...]:
     return tuple(_clean_abs(p, f"linux.{key}[{i}]") for i, p in enumerate(raw))
 
 
-def _root_propagation(linux: dict) -> int:
+def _final_propagation(linux: dict) -> int:
     value = linux.get("rootfsPropagation") or ""
-    if not value:
-        # runc's default: receive host mount events, never send ours back.
-        return m.MS_SLAVE | m.MS_REC
-    if value not in PROPAGATION_OPTIONS:
+    if value and value not in PROPAGATION_OPTIONS:
         raise ConfigError(f"linux.rootfsPropagation: unknown propagation {value!r}")
-    return PROPAGATION_OPTIONS[value]
+    return PROPAGATION_OPTIONS.get(value, 0)
+
+
+def _root_propagation(linux: dict) -> int:
+    """Propagation of the host-copied "/" while the rootfs is prepared (before pivot_root)."""
+    final = _final_propagation(linux)
+    if not final or final & m.MS_UNBINDABLE:
+        # runc's default: receive host mount events, never send ours back.  An unbindable "/"
+        # would make the rootfs bind mount itself fail (EINVAL): that one is applied after
+        # pivot_root only.
+        return m.MS_SLAVE | m.MS_REC
+    return final
 
 
 def _namespaces(linux: dict) -> set[str]:
@@ -435,6 +445,7 @@ def build_plan(
         cgroup_paths=dict(cgroup_paths),
         cgroupns="cgroup" in namespaces,
         cgroup_layout=cgroup_layout,
+        final_propagation=_final_propagation(linux),
     )
 
 
