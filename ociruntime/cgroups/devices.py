@@ -32,6 +32,19 @@ class Rule:
         minor = "*" if self.minor is None else str(self.minor)
         return f"{self.type} {major}:{minor} {self.access}"
 
+    def v1_lines(self) -> list[str]:
+        """The lines to write for this rule.
+
+        The v1 kernel reads any line starting with ``a`` as "all devices, all access" and ignores
+        the rest, so ``a 1:3 r`` would allow (or deny) everything.  Only a full ``a *:* rwm`` means
+        that; any narrower type-``a`` rule is written as its char and block halves.
+        """
+        if self.type != "a":
+            return [self.v1_line()]
+        if self.major is None and self.minor is None and set(self.access) == set("rwm"):
+            return [self.v1_line()]
+        return [Rule(self.allow, t, self.major, self.minor, self.access).v1_line() for t in ("c", "b")]
+
 
 # runc libcontainer/specconv AllowedDevices, in runc's order.
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -99,4 +112,5 @@ def apply_v1(dirpath: str, rules: list[Rule]) -> None:
     """Write the rules to a v1 devices cgroup: deny all first, then each rule in order."""
     files.write(dirpath, "devices.deny", "a")
     for rule in rules:
-        files.write(dirpath, "devices.allow" if rule.allow else "devices.deny", rule.v1_line())
+        for line in rule.v1_lines():
+            files.write(dirpath, "devices.allow" if rule.allow else "devices.deny", line)

@@ -201,14 +201,12 @@ class FsManager(Manager):
         spec_rules = devices.parse_rules(spec_devices)
         rules = [*spec_rules, *devices.DEFAULT_RULES]
         if self.mode == "v2":
-            # Device control on v2 is an eBPF program (BPF_CGROUP_DEVICE), not implemented yet.
-            # An absent/empty list or one that allows everything needs no program; anything else
-            # would be silently unenforced, so refuse it.
-            if spec_rules and not devices.allows_everything(spec_rules):
-                raise ConfigError(
-                    "linux.resources.devices: device rules on cgroup v2 need an eBPF device filter, "
-                    "which is not supported yet"
-                )
+            # v2 has no devices controller: the rules become a BPF_CGROUP_DEVICE program that
+            # replaces whatever this cgroup had (an update).  Hybrid hosts keep the v1 controller
+            # below, as runc's fs driver does.
+            from ociruntime.cgroups import ebpf
+
+            ebpf.install(self.paths[UNIFIED], rules)
             return
         d = self.paths.get("devices")
         if d is None:

@@ -203,10 +203,10 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
     step = "join cgroup"
     try:
         manager.join(spawn.stage1)
-        resources = (config.get("linux") or {}).get("resources")
-        if resources:
-            step = "set cgroup resources"
-            manager.set_resources(resources)
+        # Always, even without linux.resources: the device rules start from runc's default
+        # allow-list, never from "everything allowed".
+        step = "set cgroup resources"
+        manager.set_resources((config.get("linux") or {}).get("resources") or {})
         step = "start init"
         chan.send("go")
         expected = ["pid"] + (["userns"] if plan.new_userns else [])
