@@ -378,20 +378,16 @@ def collect(mode: str, paths: dict[str, str]) -> dict[str, Any]:
     return stats_v1(paths)
 
 
-# --- OOM counters -------------------------------------------------------------------------------
-def oom_state(mode: str, paths: dict[str, str]) -> tuple[int, bool] | None:
-    """(OOM kills so far, under OOM now) of the memory controller; None without one.
+# --- OOM counter -------------------------------------------------------------------------------
+def oom_kills(mode: str, paths: dict[str, str]) -> int | None:
+    """Processes the memory controller's OOM killer has killed so far; None without the counter.
 
-    v1: memory.oom_control ``oom_kill`` and ``under_oom`` (the latter stays 1 while the OOM
-    killer is disabled and tasks wait for memory); v2: memory.events ``oom_kill``.
+    v1: ``oom_kill`` in memory.oom_control (kernel 4.13+); v2: ``oom_kill`` in memory.events.
     """
     if mode == "v2":
-        d = paths.get(UNIFIED)
-        if d is None or not files.exists(d, "memory.events"):
-            return None
-        return _keyed(d, "memory.events").get("oom_kill", 0), False
-    d = paths.get("memory")
-    if d is None or not files.exists(d, "memory.oom_control"):
+        d, name = paths.get(UNIFIED), "memory.events"
+    else:
+        d, name = paths.get("memory"), "memory.oom_control"
+    if d is None or not files.exists(d, name):
         return None
-    ctl = _keyed(d, "memory.oom_control")
-    return ctl.get("oom_kill", 0), ctl.get("under_oom", 0) == 1
+    return _keyed(d, name).get("oom_kill", 0)

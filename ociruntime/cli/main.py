@@ -40,6 +40,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spec": ("cmd_spec", "create a new specification file"),
     "list": ("cmd_list", "list containers started with the given root"),
     "features": ("cmd_features", "show the enabled features"),
+    "pause": ("cmd_pause", "suspend all processes inside the container"),
+    "resume": ("cmd_resume", "resume all processes that have been previously paused"),
+    "update": ("cmd_update", "update container resource constraints"),
+    "ps": ("cmd_ps", "display the processes running inside a container"),
+    "events": ("cmd_events", "display container events: OOM notifications and resource usage"),
 }
 
 
