@@ -25,11 +25,11 @@ import signal
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ociruntime.errors import ConfigError, HookError
 from ociruntime.linux.fds import close_fds_except
 from ociruntime.linux.signals import reset_all_signals
+from ociruntime.record import dataclass
 
 HOOK_KINDS: tuple[str, ...] = (
     "prestart",

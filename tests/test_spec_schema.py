@@ -226,7 +226,7 @@ def test_schema_dir_fallback_to_sys_prefix(tmp_path: Path, monkeypatch: pytest.M
     shutil.copytree(REPO / "schemas", installed)
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "prefix"))
     monkeypatch.setattr(schema, "__file__", str(tmp_path / "no" / "pkg" / "spec" / "schema.py"))
-    assert schema.find_schema_dir() == installed
+    assert schema.find_schema_dir() == str(installed)
 
 
 def test_schema_dir_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,12 +8,12 @@ writer starts from "deny everything" so that the rules, applied in order, are th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from ociruntime.cgroups import files
 from ociruntime.cgroups.common import as_list, opt_bool, opt_int, opt_str
 from ociruntime.errors import ConfigError
+from ociruntime.record import dataclass
 
 
 @dataclass(frozen=True)

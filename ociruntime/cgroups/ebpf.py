@@ -27,11 +27,11 @@ the directory is removed.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from collections.abc import Sequence
 
+from ociruntime import record
 from ociruntime.cgroups.devices import Rule
 from ociruntime.errors import OCIError, describe_oserror
 from ociruntime.linux import bpf
@@ -135,7 +135,7 @@ def _rule_block(rule: Rule) -> list[Insn]:
             block += [_alu32_imm(bpf.BPF_AND, R3, ~mask), _jmp_imm(bpf.BPF_JNE, R3, 0)]
     block += _verdict(rule.allow)
     return [
-        dataclasses.replace(insn, off=len(block) - i - 1) if insn.off == _TO_NEXT else insn
+        record.replace(insn, off=len(block) - i - 1) if insn.off == _TO_NEXT else insn
         for i, insn in enumerate(block)
     ]
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 
 from ociruntime.cgroups.base import UNIFIED
 from ociruntime.errors import ConfigError, OCIError
+from ociruntime.record import dataclass, field
 
 # Super options of a v1 cgroup mount that are not controller names.
 _NON_CONTROLLER_OPTS = frozenset(

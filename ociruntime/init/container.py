@@ -41,6 +41,10 @@ def _lookup(proc: ProcessPlan) -> bytes:
                                f"{os.strerror(e.errno or 0).lower()}") from None
         if stat.S_ISDIR(st.st_mode):
             raise ExecNotFound(f'exec: "{os.fsdecode(name)}": is a directory')
+        # Go's findExecutable: no execute bit at all is "permission denied", reported by create
+        # (podman maps that text to 126) instead of a failed execve after start.
+        if not st.st_mode & 0o111:
+            raise ExecNotFound(f'exec: "{os.fsdecode(name)}": permission denied')
         return name
     for d in proc.env_path.split(":"):
         cand = os.path.join(os.fsencode(d or "."), name)
@@ -207,13 +211,14 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int) -> None:
             step = "load seccomp"
             _load_seccomp(plan, None)
         signals.reset_all_signals()
+        step = "exec"
         os.execve(exe, list(proc.args), _env_dict(proc.env))
     except BaseException as exc:
         try:
             chan.send_error(step, exc)
         except Exception:
             pass
-        if step in ("wait for start", "startContainer hooks", "close fds", "load seccomp"):
+        if step in ("wait for start", "startContainer hooks", "close fds", "load seccomp", "exec"):
             # create has returned already: the error can only go to the container's stderr.
             try:
                 os.write(2, f"ociruntime init: {step}: {exc}\n".encode())

@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass
 
 from ociruntime.cgroups import Manager, new_manager
 from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror
@@ -23,6 +22,7 @@ from ociruntime.linux import prctl
 from ociruntime.linux.ns import write_proc_file
 from ociruntime.linux.tty import connect_unix
 from ociruntime.log import LOG
+from ociruntime.record import dataclass
 from ociruntime.spec.loader import load_config
 from ociruntime.state.proc import start_time
 from ociruntime.state.store import ContainerDir, Record, Store

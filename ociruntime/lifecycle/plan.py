@@ -7,15 +7,15 @@ numbers, argv/env as bytes, compiled seccomp BPF.  The children never read confi
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from ociruntime import record
 from ociruntime.errors import ConfigError
 from ociruntime.hooks import Hook, parse_hooks
 from ociruntime.linux import caps as capslib
 from ociruntime.linux.ns import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, JOIN_ORDER, NAMESPACES, format_id_map
 from ociruntime.linux.rlimit import RLIMITS
+from ociruntime.record import dataclass, field
 from ociruntime.rootfs.plan import RootfsPlan, build_plan
 
 
@@ -118,7 +118,7 @@ def _process(config: dict, warn: Callable[[str], None], debug: Callable[[str], N
         if dropped:
             debug(f"can't raise ambient capabilities {capslib.cap_names(dropped)}: "
                  "not in both the permitted and inheritable sets")
-            caps = dataclasses.replace(caps, ambient=raisable)
+            caps = record.replace(caps, ambient=raisable)
     size = proc.get("consoleSize")
     return ProcessPlan(
         args=_encode_all(proc["args"], "process.args"),

@@ -15,9 +15,9 @@ import ctypes
 import errno
 import os
 import struct
-from dataclasses import dataclass
 
 from ociruntime.linux.libc import SYS_BPF, check, syscall
+from ociruntime.record import dataclass
 
 # bpf(2) commands (enum bpf_cmd).
 BPF_PROG_LOAD = 5

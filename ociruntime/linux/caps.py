@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import errno
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ociruntime.linux.libc import SYS_CAPSET, check, syscall
 from ociruntime.linux.prctl import (
@@ -23,6 +22,7 @@ from ociruntime.linux.prctl import (
     PR_SET_KEEPCAPS,
     prctl,
 )
+from ociruntime.record import dataclass
 
 # Numbers from <linux/capability.h>, through CAP_CHECKPOINT_RESTORE (Linux 5.9).
 CAP_NAMES: dict[str, int] = {

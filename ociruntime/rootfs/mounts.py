@@ -12,9 +12,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from ociruntime.linux import mount as m
+from ociruntime.record import dataclass
 from ociruntime.rootfs.devices import setup_console_file, setup_dev
 from ociruntime.rootfs.pivot import parse_mountinfo
 from ociruntime.rootfs.plan import MountSpec, RootfsPlan, check_proc_destination

@@ -10,9 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import re
-from dataclasses import dataclass
 
 from ociruntime.linux import mount as m
+from ociruntime.record import dataclass
 from ociruntime.rootfs.plan import RootfsPlan
 from ociruntime.rootfs.resolve import error_context
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
 
 from ociruntime.errors import ConfigError
 from ociruntime.linux import mount as m
+from ociruntime.record import dataclass, field
 
 # option -> (clear?, MS_* flag), runc's parseMountOptions table.
 _FLAG_OPTIONS: dict[str, tuple[bool, int]] = {

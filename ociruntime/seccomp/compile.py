@@ -26,7 +26,6 @@ import os
 import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ociruntime.errors import ConfigError, OCIError, describe_oserror
@@ -39,6 +38,7 @@ from ociruntime.linux.seccomp import (
     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
     validate_program,
 )
+from ociruntime.record import dataclass
 
 Warn = Callable[[str], None]
 

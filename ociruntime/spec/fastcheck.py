@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urljoin
 
 from ociruntime.errors import OCIError
-from ociruntime.spec.schema import KINDS, find_schema_dir
+from ociruntime.spec.schema import KINDS, find_schema_dir, schema_files
 
 Check = Callable[[object], bool]
 
@@ -172,19 +172,20 @@ class Compiler:
     and each referenced location is compiled once: recursion is tied through a forward cell.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.docs: dict[str, Any] = {}
         self.ids: dict[str, str] = {}
-        for path in sorted(directory.glob("*.json")):
+        for name, path in schema_files(directory):
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
+                with open(path, encoding="utf-8") as f:
+                    doc = json.load(f)
             except (OSError, ValueError) as exc:
                 raise OCIError(f"schema {path}: {exc}") from None
             if not isinstance(doc, dict) or not isinstance(doc.get("$id"), str):
                 raise OCIError(f"schema {path}: no $id")
             base = doc["$id"].partition("#")[0]
             self.docs[base] = doc
-            self.ids[path.name] = base
+            self.ids[name] = base
         self._names = {base: name for name, base in self.ids.items()}
         self._refs: dict[str, Check] = {}
         self._pending: dict[str, list[Check]] = {}
@@ -590,7 +591,7 @@ def _combinator(key: str, parts: list[Check]) -> Check:
     return lambda x: sum(1 for p in parts if p(x)) == 1
 
 
-def compile_kind(kind: str, directory: Path | None = None) -> Check:
+def compile_kind(kind: str, directory: str | os.PathLike[str] | None = None) -> Check:
     """Compile, uncached, the check for ``kind`` from ``directory`` (default: the schema dir)."""
     if kind not in KINDS:
         raise ValueError(f"unknown schema kind {kind!r}")

@@ -12,9 +12,9 @@ life of the process.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from ociruntime.errors import ConfigError, OCIError
@@ -34,18 +34,26 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _validators: dict[str, Any] = {}
 
 
-def schema_dirs() -> list[Path]:
+def schema_files(directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """(file name, full path) of every ``*.json`` in ``directory``, sorted (os, not pathlib:
+    pathlib costs ~4 ms of imports on every create)."""
+    d = os.fspath(directory)
+    return [(n, os.path.join(d, n)) for n in sorted(os.listdir(d)) if n.endswith(".json")]
+
+
+def schema_dirs() -> list[str]:
     """Where the schema files may be: the source tree first, then the installer's copy inside
     the package (``make install`` puts it there; the launcher runs without `site`, so
     ``sys.prefix`` is the base interpreter's, not the venv's), then ``sys.prefix``."""
-    here = Path(__file__).resolve()
-    return [here.parents[2] / "schemas", here.parents[1] / "schemas", Path(sys.prefix) / "schemas"]
+    pkg = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    return [os.path.join(os.path.dirname(pkg), "schemas"), os.path.join(pkg, "schemas"),
+            os.path.join(sys.prefix, "schemas")]
 
 
-def find_schema_dir() -> Path:
+def find_schema_dir() -> str:
     """Return the first directory of :func:`schema_dirs` that holds the config schema."""
     for candidate in schema_dirs():
-        if (candidate / KINDS["config"][0]).is_file():
+        if os.path.isfile(os.path.join(candidate, KINDS["config"][0])):
             return candidate
     searched = ", ".join(str(d) for d in schema_dirs())
     raise OCIError(f"json schemas not found (searched {searched})")
@@ -68,7 +76,7 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     return out
 
 
-def _load_registry(directory: Path) -> tuple[Any, dict[str, str]]:
+def _load_registry(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, str]]:
     """Read every schema file into a ``referencing.Registry`` keyed by its ``$id``.
 
     Returns the registry and a map file name -> ``$id`` so a root schema can be looked up.
@@ -78,13 +86,14 @@ def _load_registry(directory: Path) -> tuple[Any, dict[str, str]]:
 
     resources = []
     ids: dict[str, str] = {}
-    for path in sorted(directory.glob("*.json")):
+    for name, path in schema_files(directory):
         try:
-            contents = json.loads(path.read_text(encoding="utf-8"))
+            with open(path, encoding="utf-8") as f:
+                contents = json.load(f)
         except (OSError, ValueError) as exc:
             raise OCIError(f"schema {path}: {exc}") from None
         resources.append((contents["$id"], DRAFT202012.create_resource(contents)))
-        ids[path.name] = contents["$id"]
+        ids[name] = contents["$id"]
     return referencing.Registry().with_resources(resources), ids
 
 

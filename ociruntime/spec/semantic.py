@@ -18,7 +18,6 @@ import json
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from ociruntime.errors import ConfigError, describe_oserror
@@ -28,6 +27,7 @@ from ociruntime.linux.libc import LIBC
 from ociruntime.linux.libc import check as libc_check
 from ociruntime.linux.ns import NAMESPACES
 from ociruntime.linux.rlimit import RLIMITS as RLIMIT_TABLE
+from ociruntime.record import dataclass, field
 from ociruntime.rootfs.plan import mount_option_names
 from ociruntime.spec.schema import json_path
 
