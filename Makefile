@@ -7,7 +7,7 @@ PY          := $(VENV)/bin/python
 CHECKER     := integration/checker/checker
 DEMO_BUNDLE := build/demo-bundle
 # qemu-system-x86 boots the pure cgroup v2 guest of test-cgroupv2 (integration/v2guest/).
-APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86
+APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd
 # The cgroup v2 stage: the installed launcher, tested inside a qemu guest with only cgroup2.
 V2GUEST     := OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY_SYSTEM) integration/v2guest/run.py
 

@@ -172,6 +172,17 @@ def test_bad_ids(rt, bundle, cid: str) -> None:
     assert_clean_failure(rt("create", "--bundle", str(bundle(["true"])), cid), rt, "invalid container id")
 
 
-@pytest.mark.parametrize("cmd", [["state"], ["start"], ["kill"], ["delete"], ["delete", "--force"]])
+@pytest.mark.parametrize("cmd", [["state"], ["start"], ["kill"], ["delete"]])
 def test_unknown_id(rt, cmd: list[str]) -> None:
     assert_clean_failure(rt(*cmd, "no-such-container"), rt, "container does not exist")
+
+
+def test_force_delete_unknown_id_succeeds_and_removes_stale_dir(rt) -> None:
+    """runc's behaviour, which podman and containerd rely on after a failed create."""
+    assert rt("delete", "--force", "no-such-container").returncode == 0
+    stale = rt.root / "stale-one"
+    stale.mkdir(parents=True)
+    (stale / "exec.fifo").write_text("")
+    p = rt("delete", "--force", "stale-one")
+    assert p.returncode == 0 and p.stderr == b""
+    assert not stale.exists()

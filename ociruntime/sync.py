@@ -14,7 +14,11 @@ messages is fixed; :class:`Channel` checks it, so a confused peer is an error, n
       |==== "mapped" ===============> | setuid(0) ; unshare(others) ; time offsets
       |                               |---- fork ------------------------->|
       |<=== "pid" {pid} ============= |                                    |
-      |  waitpid(stage 1)           exit(0)                                |  mounts, /dev
+      |  waitpid(stage 1)           exit(0)                                |
+      |==== "init-go" =====================================================>|  (after "pid": the
+      |                                                                    |   init never overtakes
+      |                                                                    |   stage 1's message)
+      |                                                                    |  mounts, /dev
       |<=== "hooks" ===================================================== |  (only if prestart/
       |  run prestart + createRuntime hooks on the host                    |   createRuntime hooks)
       |==== "hooks-done" =================================================>|  createContainer hooks,

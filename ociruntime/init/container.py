@@ -86,6 +86,9 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int) -> None:
     proc = plan.process
     step = "init"
     try:
+        # Stage 1 reports our pid on the shared channel; nothing of ours may overtake it.
+        step = "wait for parent"
+        chan.expect("init-go")
         if not proc.terminal:
             # A new session, so the container is not in the caller's process group or terminal
             # (with a terminal, setup_console makes the session and its controlling tty).

@@ -209,9 +209,11 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
         manager.set_resources((config.get("linux") or {}).get("resources") or {})
         step = "start init"
         chan.send("go")
-        expected = ["pid"] + (["userns"] if plan.new_userns else [])
+        # Stage 1's messages first; the init speaks only after "init-go", which we send once we
+        # know its pid (the two share the channel, so their order is ours to enforce).
+        expected = ["pid", "userns"] if plan.new_userns else ["pid"]
         while True:
-            msg, passed = chan.expect(*expected, "hooks", "seccomp-listener", "ready")
+            msg, passed = chan.expect(*expected)
             t = msg["type"]
             if t == "userns":
                 step = "write id mappings"
@@ -227,7 +229,8 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
                 status = spawn._reap_stage1()
                 if status != 0:
                     raise InitError(f"stage 1 failed: {_status_text(status)}")
-                expected = []
+                chan.send("init-go")
+                expected = ["hooks", "seccomp-listener", "ready"]
             elif t == "hooks":
                 step = "run prestart/createRuntime hooks"
                 state = rec.oci_state("creating")

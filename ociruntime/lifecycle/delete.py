@@ -6,7 +6,7 @@ import contextlib
 import signal
 import time
 
-from ociruntime.errors import OCIError, StateError
+from ociruntime.errors import ContainerNotFound, OCIError, StateError
 from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.kill import signal_all, signal_init
 from ociruntime.lifecycle.start import run_post_hooks
@@ -43,7 +43,17 @@ def destroy(cdir: ContainerDir, rec: Record) -> None:
 
 
 def delete(ctx: Context, container_id: str, force: bool) -> None:
-    with Store(ctx.root).open(container_id) as cdir:
+    store = Store(ctx.root)
+    try:
+        cdir = store.open(container_id)
+    except ContainerNotFound:
+        if not force:
+            raise
+        # runc: --force on an unknown id succeeds, removing a directory a create that died
+        # before writing state.json may have left (engines call this after a failed create).
+        store.remove_stale(container_id)
+        return
+    with cdir:
         rec = cdir.load()
         status = cdir.status(rec)
         # A created container was never started: deleting it is allowed (runc kills the init).

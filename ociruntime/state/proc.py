@@ -41,6 +41,8 @@ def pidfd_for(pid: int, started: int) -> int | None:
     Checking the start time *after* pidfd_open closes the race: the pidfd pins the process,
     so if the number had been reused before the open, the start time no longer matches.
     """
+    if pid <= 0:
+        return None  # never pidfd_open(0): a record without an init has nothing to signal
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:

@@ -190,6 +190,22 @@ class Store:
             raise ContainerNotFound(container_id)
         return cdir
 
+    def remove_stale(self, container_id: str) -> None:
+        """Remove ``<root>/<id>`` if it exists without a state.json (a create that died).
+
+        Taken under the directory lock, so a create still running (which holds it) is waited
+        for, and a directory that meanwhile got its state.json is left alone.
+        """
+        validate_id(container_id)
+        path = os.path.join(self.root, container_id)
+        try:
+            cdir = self._lock(path, container_id)
+        except ContainerNotFound:
+            return
+        with cdir:
+            if not os.path.exists(os.path.join(path, STATE_FILE)):
+                cdir.remove()
+
     def ids(self) -> list[str]:
         try:
             names = os.listdir(self.root)

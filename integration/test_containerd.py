@@ -1,0 +1,348 @@
+"""containerd 1.6 (``ctr`` + the io.containerd.runc.v2 shim) driving the runtime under test.
+
+A private containerd runs for the session: its own config.toml, root, state, gRPC and ttrpc
+sockets, all under one temporary directory, with the CRI plugin disabled (no CNI, no kubelet).
+``ctr --runc-binary`` makes the shim call our runtime; ``--runc-root`` (the runtime's state) and
+``--fifo-dir`` (ctr's stdio fifos) keep the rest in the same directory.  The image is an OCI
+archive written here from the busybox rootfs of bundles/build.py (one uncompressed layer) and
+loaded with ``ctr image import``.  Only the shims' sockets go to /run/containerd/s (a fixed path in
+containerd 1.6); they disappear with the shims.
+
+The shim puts containers in cgroup ``/<namespace>/<id>``; the runtime removes ``<id>`` on delete,
+the ``ctr`` fixture removes the empty ``<namespace>`` parent before the leak check runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import bundles_build, new_id, runtime_cmd
+
+pytestmark = pytest.mark.root
+
+IMAGE_BASE = "localhost/ocitest-bb"
+IMAGE = f"{IMAGE_BASE}:latest"
+TIMEOUT = 30
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+# Detached tasks: sh as init answers SIGTERM (ctr task kill's default) with status 5.
+LOOP = ["sh", "-c", 'trap "exit 5" TERM; sleep 1000 & wait']
+
+
+def launcher(tmp: Path) -> str:
+    """A single executable for the runtime under test (the shim takes a binary path)."""
+    cmd = runtime_cmd()
+    if len(cmd) == 1:
+        return cmd[0]
+    path = tmp / "bin" / "ociruntime"
+    path.parent.mkdir()
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(cmd)} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+# ---- the image ----------------------------------------------------------------------------------
+
+def _blob(blobs: Path, data: bytes) -> dict:
+    digest = hashlib.sha256(data).hexdigest()
+    (blobs / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def write_oci_archive(rootfs: Path, dest: Path, work: Path) -> None:
+    """An OCI image layout (image-spec v1.0) of ``rootfs`` as one layer, tarred to ``dest``."""
+    blobs = work / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    layer_tar = work / "layer.tar"
+    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(layer_tar), "."],
+                   check=True, timeout=TIMEOUT)
+    layer = _blob(blobs, layer_tar.read_bytes())
+    layer_tar.unlink()
+    config = {"architecture": "amd64", "os": "linux",
+              "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                         "Cmd": ["sh"]},
+              "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
+    config_desc = _blob(blobs, json.dumps(config).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]}
+    manifest_desc = _blob(blobs, json.dumps(manifest).encode())
+    # A bare tag as ref.name: `ctr image import --base-name` turns it into IMAGE.
+    index = {"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_desc,
+        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
+    (work / "index.json").write_text(json.dumps(index))
+    (work / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
+    with tarfile.open(dest, "w") as tar:
+        for name in ("oci-layout", "index.json", "blobs"):
+            tar.add(work / name, arcname=name)
+
+
+# ---- the daemon ---------------------------------------------------------------------------------
+
+def _config(tmp: Path) -> str:
+    return f"""version = 2
+root = "{tmp}/root"
+state = "{tmp}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = "{tmp}/containerd.sock"
+
+[ttrpc]
+  address = "{tmp}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{tmp}/opt"
+"""
+
+
+def _mounts_under(top: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return sorted({p for p in points if p == str(top) or p.startswith(f"{top}/")}, key=len, reverse=True)
+
+
+def remove_empty_cgroups(name: str) -> None:
+    """rmdir ``/sys/fs/cgroup/<hierarchy>/<name>`` bottom-up wherever no process is left in it."""
+    for top in CGROUP_ROOT.iterdir():
+        base = top / name
+        if not base.is_dir():
+            continue
+        for d, _, _ in os.walk(base, topdown=False):
+            try:
+                if not Path(d, "cgroup.procs").read_text().strip():
+                    os.rmdir(d)
+            except OSError:
+                continue
+
+
+class Ctr:
+    """ctr talking to the private containerd, in a namespace of its own."""
+
+    def __init__(self, tmp: Path, runtime: str) -> None:
+        self.tmp = tmp
+        self.runtime = runtime
+        self.namespace = f"ocitest-{uuid.uuid4().hex[:8]}"
+        self.runc_root = tmp / "runc"
+        self.base = ["ctr", "--address", str(tmp / "containerd.sock"), "--namespace", self.namespace]
+
+    def __call__(self, *args: str, check: bool = False,
+                 timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+        p = subprocess.run([*self.base, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"ctr {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return p
+
+    def run(self, *opts: str, args: list[str], cid: str | None = None, check: bool = False,
+            detach: bool = False) -> subprocess.CompletedProcess:
+        mode = "-d" if detach else "--rm"
+        return self("run", mode, "--runc-binary", self.runtime, "--runc-root", str(self.runc_root),
+                    "--fifo-dir", str(self.tmp / "fifo"), *opts, IMAGE, cid or new_id("ctr"), *args,
+                    check=check)
+
+    def detached(self, *opts: str) -> tuple[str, int]:
+        cid = new_id("ctr")
+        self.run(*opts, args=LOOP, cid=cid, detach=True, check=True)
+        return cid, int(self.task(cid)["pid"])
+
+    def tasks(self) -> dict[str, dict[str, str]]:
+        rows = self("task", "ls", check=True).stdout.splitlines()[1:]
+        return {r.split()[0]: {"pid": r.split()[1], "status": r.split()[2]} for r in rows if r.strip()}
+
+    def task(self, cid: str) -> dict[str, str]:
+        return self.tasks()[cid]
+
+    def remove_everything(self) -> None:
+        """Kill and delete every task and container of our namespace (after a failed test)."""
+        for cid in self.tasks():
+            self("task", "kill", "--signal", "SIGKILL", cid)
+            self("task", "rm", "--force", cid)
+        for line in self("container", "ls", "--quiet").stdout.split():
+            self("container", "rm", line)
+
+
+def _stop_daemon(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def containerd_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path,
+                   checker: Path) -> Iterator[Ctr]:
+    for tool in ("containerd", "ctr", "containerd-shim-runc-v2", "tar"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    tmp = tmp_path_factory.mktemp("containerd")
+    (tmp / "config.toml").write_text(_config(tmp))
+    ctr = Ctr(tmp, launcher(tmp))
+    log = open(tmp / "containerd.log", "wb")
+    daemon = subprocess.Popen(["containerd", "--config", str(tmp / "config.toml")], stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while ctr("version").returncode != 0:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"containerd did not start: {(tmp / 'containerd.log').read_text()}")
+            time.sleep(0.1)
+        bundles_build.build_bundle(tmp / "image", checker=checker, rootfs_cache=rootfs_cache)
+        (tmp / "layout").mkdir()
+        write_oci_archive(tmp / "image" / "rootfs", tmp / "image.tar", tmp / "layout")
+        ctr("image", "import", "--base-name", IMAGE_BASE, str(tmp / "image.tar"), check=True)
+        yield ctr
+    finally:
+        if daemon.poll() is None:
+            ctr.remove_everything()
+            ctr("image", "rm", IMAGE)
+            _stop_daemon(daemon)
+        log.close()
+        remove_empty_cgroups(ctr.namespace)
+        for point in _mounts_under(tmp):
+            subprocess.run(["umount", "-R", point], timeout=TIMEOUT, check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def ctr(containerd_env: Ctr) -> Iterator[Ctr]:
+    """Requested by each test: set up after the autouse leak check, so torn down before it."""
+    yield containerd_env
+    containerd_env.remove_everything()
+    for top in CGROUP_ROOT.iterdir():
+        try:
+            (top / containerd_env.namespace).rmdir()  # only when empty: a container's cgroup is a leak
+        except OSError:
+            continue
+
+
+def host_cgroup(pid: int, controller: str) -> Path:
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if controller in ctrls.split(","):
+            return CGROUP_ROOT / controller / path.lstrip("/")
+    raise AssertionError(f"pid {pid} has no {controller} cgroup")
+
+
+def proc_field(pid: int | str, name: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split()[1]
+    raise AssertionError(f"no {name} line")
+
+
+def wait_for(cond, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+# ---- ctr run --rm ------------------------------------------------------------------------------
+
+def test_run_default(ctr: Ctr) -> None:
+    p = ctr.run(args=["sh", "-c", "echo out; echo err >&2; grep ^Seccomp: /proc/self/status"])
+    assert (p.returncode, p.stdout.split(), p.stderr) == (0, ["out", "Seccomp:", "0"], "err\n")
+
+
+@pytest.mark.parametrize("status", [0, 1, 42])
+def test_exit_status(ctr: Ctr, status: int) -> None:
+    assert ctr.run(args=["sh", "-c", f"exit {status}"]).returncode == status
+
+
+def test_missing_command(ctr: Ctr) -> None:
+    p = ctr.run(args=["no-such-command"])
+    assert p.returncode != 0
+    assert 'exec: "no-such-command": executable file not found in $PATH' in p.stderr
+
+
+def test_memory_and_cpus(ctr: Ctr) -> None:
+    cid, pid = ctr.detached("--memory-limit", str(64 << 20), "--cpus", "0.5")
+    memory, cpu = host_cgroup(pid, "memory"), host_cgroup(pid, "cpu")
+    assert memory == CGROUP_ROOT / "memory" / ctr.namespace / cid
+    assert (memory / "memory.limit_in_bytes").read_text().strip() == str(64 << 20)
+    assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert (cpu / "cpu.cfs_period_us").read_text().strip() == "100000"
+
+
+def test_privileged(ctr: Ctr) -> None:
+    p = ctr.run("--privileged", args=["grep", "^CapEff:", "/proc/self/status"])
+    assert p.returncode == 0, p.stderr
+    # Every capability this host lets us have (the test runner's bounding set).
+    assert int(p.stdout.split()[1], 16) == int(proc_field("self", "CapBnd"), 16)
+
+
+def test_net_host_read_only(ctr: Ctr) -> None:
+    p = ctr.run("--net-host", "--read-only", args=["sh", "-c", "ls /sys/class/net; touch /x"])
+    assert p.returncode != 0
+    assert sorted(p.stdout.split()) == sorted(os.listdir("/sys/class/net"))
+    assert "/x: Read-only file system" in p.stderr
+
+
+def test_seccomp(ctr: Ctr) -> None:
+    probe = ["sh", "-c", "grep ^Seccomp: /proc/self/status; unshare -U true"]
+    p = ctr.run("--seccomp", args=probe)
+    assert p.stdout.split() == ["Seccomp:", "2"]
+    # containerd's default profile refuses unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN, which
+    # the same container is allowed without the profile.
+    assert p.returncode != 0 and "unshare" in p.stderr
+    unfiltered = ctr.run(args=probe)
+    assert (unfiltered.returncode, unfiltered.stdout.split()) == (0, ["Seccomp:", "0"]), unfiltered.stderr
+
+
+# ---- detached tasks -----------------------------------------------------------------------------
+
+def test_detached_kill_rm(ctr: Ctr) -> None:
+    cid, pid = ctr.detached()
+    assert ctr.task(cid)["status"] == "RUNNING"
+    assert (ctr.runc_root / ctr.namespace / cid / "state.json").is_file()
+    ctr("task", "kill", cid, check=True)
+    wait_for(lambda: ctr.task(cid)["status"] == "STOPPED", "the task to stop")
+    assert not Path(f"/proc/{pid}").exists()
+    p = ctr("task", "rm", cid, check=True)
+    assert "exit with non-zero exit code 5" in p.stderr
+    assert cid not in ctr.tasks()
+    assert not (ctr.runc_root / ctr.namespace / cid).exists()
+    ctr("container", "rm", cid, check=True)
+
+
+def test_pause_resume(ctr: Ctr) -> None:
+    cid, pid = ctr.detached()
+    freezer = host_cgroup(pid, "freezer") / "freezer.state"
+    ctr("task", "pause", cid, check=True)
+    assert ctr.task(cid)["status"] == "PAUSED"
+    assert freezer.read_text().strip() == "FROZEN"
+    ctr("task", "resume", cid, check=True)
+    assert ctr.task(cid)["status"] == "RUNNING"
+    assert freezer.read_text().strip() == "THAWED"
+    ctr("task", "kill", cid, check=True)
+    wait_for(lambda: ctr.task(cid)["status"] == "STOPPED", "the resumed task to answer SIGTERM")
+
+
+def test_task_ps(ctr: Ctr) -> None:
+    cid, pid = ctr.detached()
+    procs = host_cgroup(pid, "pids") / "cgroup.procs"
+    wait_for(lambda: len(procs.read_text().split()) == 2, "sh and its sleep")
+    rows = ctr("task", "ps", cid, check=True).stdout.splitlines()[1:]
+    assert sorted(int(r.split()[0]) for r in rows) == sorted(int(x) for x in procs.read_text().split())
+    assert pid in [int(r.split()[0]) for r in rows]
