@@ -138,7 +138,8 @@ def task_frozen(pid: int) -> bool:
 class Container:
     """A started container in a fresh bundle; ``close`` force-deletes it."""
 
-    def __init__(self, rt, bundle, args: list[str], start: bool = True, resources: dict | None = None) -> None:
+    def __init__(self, rt, bundle, args: list[str], start: bool = True,
+                 resources: dict | None = None) -> None:
         def mutate(cfg: dict) -> None:
             writable(cfg)
             cfg["linux"]["resources"].update(resources or {})

@@ -621,3 +621,16 @@ def test_v2_enables_parent_controllers(tmp_path: Path) -> None:
     assert (tmp_path / "cgroup.subtree_control").read_text() == "+cpu +memory +pids"
     mgr.destroy()
     assert not (tmp_path / "a").exists()
+
+
+def test_v2_period_only_update_keeps_quota(tmp_path: Path) -> None:
+    """cpu.max takes the quota from every line: a period-only update must carry the current one."""
+    from ociruntime.cgroups import v2
+
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    (tmp_path / "cpu.weight").write_text("100\n")
+    v2.apply_cpu(str(tmp_path), {"period": 200000})
+    assert (tmp_path / "cpu.max").read_text().split() == ["50000", "200000"]
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    v2.apply_cpu(str(tmp_path), {"period": 300000})
+    assert (tmp_path / "cpu.max").read_text().split() == ["max", "300000"]

@@ -10,8 +10,8 @@ Usage (as root, standard library only)::
 
     /usr/bin/python3 integration/v2guest/run.py [--timeout SECONDS] [--out DIR] [-- PYTEST ARGS...]
 
-Without PYTEST ARGS it runs integration/test_cgroups_v2.py, tests/test_ebpf.py and
-tests/test_cgroups*.py.  The guest
+Without PYTEST ARGS it runs integration/test_cgroups_v2.py, integration/test_cgroup_commands.py,
+tests/test_ebpf.py and tests/test_cgroups*.py.  The guest
 inherits ``OCIRUNTIME`` (the runtime under test).  Everything derived from the kernel package
 (the unpacked tree, the raw ``vmlinux``, a modules.dep, the initramfs) is cached under
 ``build/v2guest/`` keyed by the package's name and version.  Prints the pytest summary and a
@@ -43,8 +43,10 @@ META_PACKAGE = "linux-image-amd64"
 # Loaded by init.sh in this order; 9p needs netfs and fscache on 6.1.
 INITRAMFS_MODULES = ("virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_ring", "virtio", "virtio_pci",
                      "9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "overlay")
-# Plus tests/test_cgroups*.py; test_ebpf.py attaches real device programs to a cgroup2 directory.
-DEFAULT_TESTS = ("integration/test_cgroups_v2.py", "tests/test_ebpf.py")
+# Plus tests/test_cgroups*.py; test_ebpf.py attaches real device programs to a cgroup2 directory;
+# test_cgroup_commands.py checks pause/resume/update/ps/events against the layout it finds.
+DEFAULT_TESTS = ("integration/test_cgroups_v2.py", "integration/test_cgroup_commands.py",
+                 "tests/test_ebpf.py")
 KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 cgroup_no_v1=all"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 SUMMARY_WORDS = ("passed", "failed", "error", "errors", "skipped", "xfailed", "xpassed", "deselected")

@@ -3,7 +3,8 @@
 Each ``apply_*`` takes the container's unified cgroup directory.  Conversions (runc
 libcontainer/cgroups/utils.go and fs2/*.go; Documentation/admin-guide/cgroup-v2.rst):
 - cpu.shares [2, 262144] → cpu.weight [1, 10000]: ``1 + ((shares - 2) * 9999) // 262142``.
-- quota/period → cpu.max "QUOTA PERIOD", quota <= 0 meaning "max"; burst → cpu.max.burst.
+- quota/period → cpu.max "QUOTA PERIOD", quota -1 meaning "max", a period alone keeping the
+  current quota; burst → cpu.max.burst.
 - memory.swap is memory+swap on v1; v2's memory.swap.max is swap alone: ``swap - limit``
   (-1 stays "max"; memory -1 with swap unset means both unlimited).
 - memory.limit → memory.max, reservation → memory.low, with -1 → "max".
@@ -98,12 +99,28 @@ def apply_cpu(dirpath: str, cpu: dict[str, Any]) -> None:
         files.write(dirpath, "cpu.weight", str(shares_to_weight(v["shares"])))
     quota, period = v["quota"] or 0, v["period"] or 0
     if quota or period:
-        value = str(quota) if quota > 0 else "max"
-        if period:
-            value += f" {period}"
-        files.write(dirpath, "cpu.max", value)
+        files.write(dirpath, "cpu.max", _cpu_max(dirpath, quota, period))
     if v["burst"] is not None:
         files.write(dirpath, "cpu.max.burst", str(v["burst"]))
+
+
+def _cpu_max(dirpath: str, quota: int, period: int) -> str:
+    """The cpu.max line for a quota (0: not given, -1: no limit) and a period (0: not given).
+
+    The kernel's parser (cpu_period_quota_parse) keeps the current period when the line has
+    none, but always takes the quota from the line.  A period alone must keep the quota already
+    in force (set by create or an earlier update), as it does on v1 where the two are separate
+    files and in runc, whose update fills the missing one in from the container's config.
+    """
+    if quota > 0:
+        value = str(quota)
+    elif quota < 0:
+        value = "max"
+    elif files.exists(dirpath, "cpu.max"):
+        value = files.read(dirpath, "cpu.max").split()[0]
+    else:
+        value = "max"
+    return f"{value} {period}" if period else value
 
 
 def apply_io(dirpath: str, block_io: dict[str, Any]) -> None:

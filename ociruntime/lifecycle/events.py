@@ -19,6 +19,7 @@ must not block ``delete``.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -125,10 +126,20 @@ class OomWatch:
         self.events = select.POLLPRI | select.POLLERR
 
     def wake(self) -> int:
-        """Consume a wake-up (poll blocks again until the next); return the new OOM events."""
+        """Consume a wake-up (poll blocks again until the next); return the new OOM events.
+
+        Raises OCIError when the wake-up only says the cgroup was removed.
+        """
         if self.mode == "v2":
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            os.read(self.fd, 4096)
+            try:
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                os.read(self.fd, 4096)
+            except OSError as exc:
+                # kernfs keeps a removed cgroup's open files polling as changed (POLLERR) and
+                # fails their reads with ENODEV: the end of the watch, not an OOM.
+                if exc.errno != errno.ENODEV:
+                    raise
+                raise OCIError(f"{os.path.join(self._memdir, 'memory.events')}: cgroup removed") from None
             return self.catch_up()
         try:
             count = os.eventfd_read(self.fd)
@@ -190,16 +201,18 @@ def events(ctx: Context, container_id: str, interval: float, once: bool, emit: E
         os.close(pidfd)
 
 
-def _emit_ooms(watch: OomWatch | None, container_id: str, emit: Emit, woken: bool) -> None:
+def _emit_ooms(watch: OomWatch | None, container_id: str, emit: Emit, woken: bool) -> bool:
+    """Report the OOM kills not reported yet; False once the cgroup is gone."""
     if watch is None:
-        return
+        return True
     try:
         count = watch.wake() if woken else watch.catch_up()
     except OCIError:
         # The cgroup went away (the container was deleted): nothing more to report.
-        return
+        return False
     for _ in range(count):
         emit(oom_event(container_id))
+    return True
 
 
 def _stream(container_id: str, mode: str, paths: dict[str, str], pidfd: int, interval: float,
@@ -216,7 +229,9 @@ def _stream(container_id: str, mode: str, paths: dict[str, str], pidfd: int, int
             timeout_ms = max(0, math.ceil((next_tick - time.monotonic()) * 1000))
             ready = {fd for fd, _ in poller.poll(timeout_ms)}
             if watch is not None and watch.fd in ready:
-                _emit_ooms(watch, container_id, emit, woken=True)
+                if not _emit_ooms(watch, container_id, emit, woken=True):
+                    # A removed cgroup's file would poll ready for good: stop watching it.
+                    poller.unregister(watch.fd)
             if pidfd in ready:
                 # The init is gone; an OOM that killed it may not have woken us yet.
                 _emit_ooms(watch, container_id, emit, woken=False)
