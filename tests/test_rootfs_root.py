@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import shutil
 import stat
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from forked import CLONE_NEWCGROUP, CLONE_NEWNET, CLONE_NEWNS, ChildError, run_in_child
 
 from ociruntime.linux import mount as m
 from ociruntime.linux.libc import LIBC
@@ -30,52 +29,7 @@ from ociruntime.rootfs.plan import RootfsPlan, build_plan
 
 pytestmark = pytest.mark.root
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWCGROUP = 0x02000000
-CLONE_NEWNET = 0x40000000
 BUSYBOX = Path("/bin/busybox")
-
-
-class ChildError(Exception):
-    def __init__(self, out: dict) -> None:
-        super().__init__(f"{out['error']}: {out['msg']}\n{out['tb']}")
-        self.out = out
-
-
-def _mountinfo() -> str:
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
-
-
-def run_in_child(fn: Callable[[], object], flags: int = CLONE_NEWNS) -> object:
-    before = _mountinfo()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            os.close(r)
-            if LIBC.unshare(ctypes.c_int(flags)) != 0:
-                raise OSError(ctypes.get_errno(), "unshare")
-            m.mount(None, "/", None, m.MS_SLAVE | m.MS_REC)
-            out = {"ok": fn()}
-        except BaseException as e:  # reported to the parent
-            out = {"error": type(e).__name__, "errno": getattr(e, "errno", None), "msg": str(e),
-                   "strerror": getattr(e, "strerror", None), "filename": getattr(e, "filename", None),
-                   "tb": traceback.format_exc()}
-        finally:
-            os.write(w, json.dumps(out).encode())
-            os._exit(0)
-    os.close(w)
-    chunks = []
-    while chunk := os.read(r, 1 << 16):
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
-    assert _mountinfo() == before, "the test runner's mounts changed"
-    out = json.loads(b"".join(chunks))
-    if "error" in out:
-        raise ChildError(out)
-    return out["ok"]
 
 
 @pytest.fixture
