@@ -9,7 +9,7 @@ path; it holds ``request.json`` written by run.py::
 
 This program mounts what a pure cgroup v2 host has (cgroup2 alone at /sys/fs/cgroup with
 nsdelegate and memory_recursiveprot, every controller enabled for children), plain tmpfs mounts
-for /tmp and /run (the overlay root cannot hold device nodes, which test bundles create), runs
+for a scratch dir and /run (the overlay root cannot hold device nodes, which test bundles create), runs
 the command with its output in ``pytest.log`` and writes its exit code to ``exit``.  As PID 1 it
 reaps every orphan (exited container processes end up here), so none lingers as a zombie that
 the integration tests' leak check would count.  Whatever happens, it powers the guest off.
@@ -38,6 +38,9 @@ def mount(fstype: str, source: str, target: str, options: str = "") -> None:
     subprocess.run(cmd, check=True)
 
 
+SCRATCH = "/v2guest-scratch"
+
+
 def bind(source: str, target: str) -> None:
     os.makedirs(target, exist_ok=True)
     subprocess.run(["/bin/mount", "--bind", source, target], check=True)
@@ -47,7 +50,9 @@ def setup_mounts() -> None:
     # proc, sys and dev were moved here from the initramfs; the rest is what a host has.
     mount("devpts", "devpts", "/dev/pts", "newinstance,ptmxmode=0666,mode=0620,gid=5")
     mount("tmpfs", "shm", "/dev/shm", "mode=1777,nosuid,nodev")
-    mount("tmpfs", "tmpfs", "/tmp", "mode=1777,nosuid")
+    # Scratch space on a plain tmpfs (bundles hold device nodes, which the overlay root cannot),
+    # at its own path: a tmpfs over /tmp would hide a checkout that lives under the host's /tmp.
+    mount("tmpfs", "tmpfs", SCRATCH, "mode=1777,nosuid")
     mount("tmpfs", "tmpfs", "/run", "mode=0755,nosuid,nodev")
     mount("cgroup2", "cgroup2", CGROUP, "nosuid,nodev,noexec,nsdelegate,memory_recursiveprot")
 
@@ -98,7 +103,7 @@ def main(out: Path) -> None:
     setup_mounts()
     subtree = enable_controllers()
     setup_modules(req["modules"], req["kver"])
-    env = {"PATH": PATH, "HOME": "/root", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb"}
+    env = {"PATH": PATH, "HOME": "/root", "TMPDIR": SCRATCH, "LANG": "C.UTF-8", "TERM": "dumb"}
     env.update(req["env"])
     (out / "guest.json").write_text(json.dumps({"uname": os.uname().release, "subtree_control": subtree}))
     rc = run_and_reap(req["argv"], env, req["repo"], out / "pytest.log")

@@ -236,9 +236,10 @@ def qemu_argv(kdir: Path, initramfs: Path, out: Path) -> list[str]:
 def pytest_argv(extra: list[str]) -> list[str]:
     units = sorted(str(p.relative_to(REPO)) for p in REPO.glob("tests/test_cgroups*.py"))
     tests = extra or [*(t for t in DEFAULT_TESTS if (REPO / t).exists()), *units]
-    # /tmp is a plain tmpfs in the guest: bundles there can hold device nodes.
+    # /v2guest-scratch is a plain tmpfs in the guest (guest.py): bundles there can hold device
+    # nodes.  Not /tmp: a tmpfs there would hide a checkout living under the host's /tmp.
     return [str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-            "--basetemp=/tmp/pytest", *tests]
+            "--basetemp=/v2guest-scratch/pytest", *tests]
 
 
 def write_request(out: Path, kdir: Path, argv: list[str]) -> None:

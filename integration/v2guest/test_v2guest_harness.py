@@ -120,7 +120,7 @@ def test_accel_never_picks_a_paravirtual_kvm(monkeypatch: pytest.MonkeyPatch) ->
 def test_default_selection_is_relative_to_the_checkout() -> None:
     argv = run.pytest_argv([])
     assert argv[0] == str(run.REPO / ".venv" / "bin" / "python")
-    assert "--basetemp=/tmp/pytest" in argv
+    assert "--basetemp=/v2guest-scratch/pytest" in argv  # not under /tmp: see run.py
     assert "integration/test_cgroups_v2.py" in argv and "tests/test_cgroups.py" in argv
     assert "tests/test_ebpf.py" in argv
     assert run.pytest_argv(["-x", "tests/test_cli_args.py"])[-2:] == ["-x", "tests/test_cli_args.py"]
