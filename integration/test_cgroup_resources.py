@@ -118,3 +118,15 @@ def test_device_rules_enforced(rt, bundle) -> None:
                  new_id())
     r = json.loads(allowed.stdout)
     assert r["/dev/fuse"]["read"] != 1 and r["/dev/fuse"]["write"] != 1  # not refused by the cgroup
+
+
+def test_kernel_memory_accepted_with_a_warning(rt, bundle) -> None:
+    def mutate(cfg: dict) -> None:
+        cfg["linux"]["resources"]["memory"] = {"kernel": 64 << 20, "kernelTCP": 16 << 20}
+
+    p = rt("run", "--bundle", str(bundle(["true"], mutate)), new_id())
+    assert p.returncode == 0, p.stderr
+    levels = [json.loads(line) for line in rt.log.read_text().splitlines()]
+    msgs = [e["msg"] for e in levels if e["level"] == "warning"]
+    assert any("memory.kernel is deprecated" in m for m in msgs), levels
+    assert any("memory.kernelTCP is deprecated" in m for m in msgs), levels

@@ -157,6 +157,12 @@ def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pi
         from ociruntime.seccomp.compile import compile_profile
 
         seccomp = compile_profile(linux["seccomp"], warn, cache_dir=seccomp_cache)
+    memory = (linux.get("resources") or {}).get("memory") or {}
+    for key in ("kernel", "kernelTCP"):
+        if memory.get(key) is not None:
+            # Kernel memory limits are gone from cgroup v2 and deprecated in v1 (runc ignores
+            # them too): accepted, never written, and said so.
+            warn(f"linux.resources.memory.{key} is deprecated and ignored")
     sysctls = []
     for key, value in (linux.get("sysctl") or {}).items():
         sysctls.append(("sys/" + key.replace(".", "/"), str(value)))
