@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -28,28 +27,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import bundles_build, new_id, runtime_cmd
+from conftest import bundles_build, new_id
+from engines import CGROUP_ROOT, host_cgroup, launcher, mounts_under, proc_field, wait_for
 
 pytestmark = pytest.mark.root
 
 IMAGE_BASE = "localhost/ocitest-bb"
 IMAGE = f"{IMAGE_BASE}:latest"
 TIMEOUT = 30
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Detached tasks: sh as init answers SIGTERM (ctr task kill's default) with status 5.
 LOOP = ["sh", "-c", 'trap "exit 5" TERM; sleep 1000 & wait']
-
-
-def launcher(tmp: Path) -> str:
-    """A single executable for the runtime under test (the shim takes a binary path)."""
-    cmd = runtime_cmd()
-    if len(cmd) == 1:
-        return cmd[0]
-    path = tmp / "bin" / "ociruntime"
-    path.parent.mkdir()
-    path.write_text(f'#!/bin/sh\nexec {shlex.join(cmd)} "$@"\n')
-    path.chmod(0o755)
-    return str(path)
 
 
 # ---- the image ----------------------------------------------------------------------------------
@@ -111,12 +98,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.internal.v1.opt"]
   path = "{tmp}/opt"
 """
-
-
-def _mounts_under(top: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return sorted({p for p in points if p == str(top) or p.startswith(f"{top}/")}, key=len, reverse=True)
 
 
 def remove_empty_cgroups(name: str) -> None:
@@ -218,7 +199,7 @@ def containerd_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path,
             _stop_daemon(daemon)
         log.close()
         remove_empty_cgroups(ctr.namespace)
-        for point in _mounts_under(tmp):
+        for point in mounts_under(tmp):
             subprocess.run(["umount", "-R", point], timeout=TIMEOUT, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -233,29 +214,6 @@ def ctr(containerd_env: Ctr) -> Iterator[Ctr]:
             (top / containerd_env.namespace).rmdir()  # only when empty: a container's cgroup is a leak
         except OSError:
             continue
-
-
-def host_cgroup(pid: int, controller: str) -> Path:
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(","):
-            return CGROUP_ROOT / controller / path.lstrip("/")
-    raise AssertionError(f"pid {pid} has no {controller} cgroup")
-
-
-def proc_field(pid: int | str, name: str) -> str:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line.split()[1]
-    raise AssertionError(f"no {name} line")
-
-
-def wait_for(cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---- ctr run --rm ------------------------------------------------------------------------------

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import pytest
 from conftest import bundles_build, runtime_cmd
+from engines import CGROUP_ROOT, host_cgroup, launcher, mounts_under, proc_field, wait_for
 
 pytestmark = pytest.mark.root
 
 IMAGE = "localhost/ocitest-bb"
 TIMEOUT = 60
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUNTIME_DEFAULT_ROOT = Path("/run/ociruntime")
 BLOB_CACHE = Path("/var/lib/containers/cache")
 # Detached containers: sh as init traps SIGTERM (so `stop` is answered with status 3, not a
@@ -41,18 +41,6 @@ BLOB_CACHE = Path("/var/lib/containers/cache")
 LOOP = ["sh", "-c", 'trap "exit 3" TERM; sleep 1000 & wait']
 LIMIT_FILES = ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max",
                "/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-
-
-def launcher(tmp: Path) -> str:
-    """A single executable for the runtime under test, named ``ociruntime`` (clients take a path)."""
-    cmd = runtime_cmd()
-    if len(cmd) == 1:
-        return cmd[0]
-    path = tmp / "bin" / "ociruntime"
-    path.parent.mkdir()
-    path.write_text(f'#!/bin/sh\nexec {shlex.join(cmd)} "$@"\n')
-    path.chmod(0o755)
-    return str(path)
 
 
 def _containers_conf(tmp: Path, runtime: str) -> str:
@@ -78,12 +66,6 @@ ociruntime = ["{runtime}"]
 
 def _storage_conf(tmp: Path) -> str:
     return f'[storage]\ndriver = "vfs"\ngraphroot = "{tmp}/root"\nrunroot = "{tmp}/run"\n'
-
-
-def _mounts_under(top: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return sorted({p for p in points if p == str(top) or p.startswith(f"{top}/")}, key=len, reverse=True)
 
 
 def _procs_in(cgroup: Path) -> bool:
@@ -186,7 +168,7 @@ def podman_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path,
     finally:
         pm("rm", "--all", "--force", "--time", "0")
         remove_cgroup_tree("libpod_parent")
-        for point in _mounts_under(tmp):
+        for point in mounts_under(tmp):
             subprocess.run(["umount", "-R", point], timeout=TIMEOUT, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
         if not had_default_root:
@@ -207,29 +189,6 @@ def podman(podman_env: Podman) -> Iterator[Podman]:
 def runtime_state(cid: str) -> subprocess.CompletedProcess:
     return subprocess.run([*runtime_cmd(), "--root", str(RUNTIME_DEFAULT_ROOT), "state", cid],
                           capture_output=True, text=True, timeout=TIMEOUT)
-
-
-def host_cgroup(pid: int, controller: str) -> Path:
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if controller in ctrls.split(","):
-            return CGROUP_ROOT / controller / path.lstrip("/")
-    raise AssertionError(f"pid {pid} has no {controller} cgroup")
-
-
-def proc_state(pid: int) -> str:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("State:"):
-            return line.split()[1]
-    raise AssertionError("no State line")
-
-
-def wait_for(cond, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---- podman run --rm ---------------------------------------------------------------------------
@@ -337,7 +296,7 @@ def test_pause_unpause(podman: Podman) -> None:
     podman("pause", cid, check=True)
     assert podman.inspect(cid, "{{.State.Status}}") == "paused"
     assert freezer.read_text().strip() == "FROZEN"
-    wait_for(lambda: proc_state(pid) == "D", "the frozen init to sleep in the freezer")
+    wait_for(lambda: proc_field(pid, "State") == "D", "the frozen init to sleep in the freezer")
     podman("unpause", cid, check=True)
     assert podman.inspect(cid, "{{.State.Status}}") == "running"
     assert freezer.read_text().strip() == "THAWED"
