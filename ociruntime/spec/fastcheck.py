@@ -20,7 +20,6 @@ Only the standard library is used; ``urllib.parse`` is already loaded by ``site`
 
 from __future__ import annotations
 
-import json
 import numbers
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin
 
 from ociruntime.errors import OCIError
-from ociruntime.spec.schema import KINDS, find_schema_dir, schema_files
+from ociruntime.spec.schema import KINDS, find_schema_dir, read_schemas
 
 Check = Callable[[object], bool]
 
@@ -175,12 +174,7 @@ class Compiler:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.docs: dict[str, Any] = {}
         self.ids: dict[str, str] = {}
-        for name, path in schema_files(directory):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    doc = json.load(f)
-            except (OSError, ValueError) as exc:
-                raise OCIError(f"schema {path}: {exc}") from None
+        for name, path, doc in read_schemas(directory):
             if not isinstance(doc, dict) or not isinstance(doc.get("$id"), str):
                 raise OCIError(f"schema {path}: no $id")
             base = doc["$id"].partition("#")[0]
