@@ -3,7 +3,7 @@
 A straight list of small steps.  Order matters and each comment says why a step sits where it
 sits; the model is runc's ``standard_init_linux.go`` and CPython's ``_posixsubprocess``.
 Nothing here imports lazily (the import guard is active) or reads config.json: every value comes
-from the :class:`~ociruntime.lifecycle.plan.InitPlan` computed before fork.
+from the :class:`~ociruntime.plan.InitPlan` computed before fork.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import stat
 
 from ociruntime.hooks import run_hooks
 from ociruntime.init.console import setup_console
-from ociruntime.lifecycle.plan import InitPlan, ProcessPlan
 from ociruntime.linux import caps, fds, ids, keyring, prctl, rlimit, sched, signals
 from ociruntime.linux.ns import loopback_up, set_domainname, set_hostname
 from ociruntime.linux.personality import set_personality
 from ociruntime.linux.procfs import open_procfs, write_proc
 from ociruntime.linux.seccomp import load_filter
+from ociruntime.plan import InitPlan, ProcessPlan
 from ociruntime.rootfs.mounts import prepare_rootfs
 from ociruntime.rootfs.paths import finalize_rootfs
 from ociruntime.rootfs.pivot import pivot

@@ -12,9 +12,9 @@ import os
 
 from ociruntime.init import container
 from ociruntime.init.guard import block_imports
-from ociruntime.lifecycle.plan import InitPlan
 from ociruntime.linux import ids
 from ociruntime.linux.ns import CLONE_NEWUSER, NAMESPACES, setns_path, unshare, write_time_offsets
+from ociruntime.plan import InitPlan
 from ociruntime.sync import Channel
 
 

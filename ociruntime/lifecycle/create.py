@@ -17,11 +17,11 @@ from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror
 from ociruntime.hooks import run_hooks
 from ociruntime.init import stage1
 from ociruntime.lifecycle.context import Context
-from ociruntime.lifecycle.plan import InitPlan, build
 from ociruntime.linux import prctl
 from ociruntime.linux.ns import write_proc_file
 from ociruntime.linux.tty import connect_unix
 from ociruntime.log import LOG
+from ociruntime.plan import InitPlan, build
 from ociruntime.record import dataclass
 from ociruntime.spec.loader import load_config
 from ociruntime.state.proc import start_time
