@@ -90,6 +90,7 @@ test: venv checker install lint
 
 bench: venv install
 	$(PY) bench/lifecycle.py --runtime $(PREFIX)/bin/ociruntime
+	$(PY) bench/exec.py --runtime $(PREFIX)/bin/ociruntime
 
 clean:
 	rm -rf build $(CHECKER) .pytest_cache

@@ -7,13 +7,16 @@ hierarchy, no leftover state directory, no process left in a pid namespace other
 
 from __future__ import annotations
 
+import array
 import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -142,6 +145,65 @@ def bundle(tmp_path: Path, rootfs_cache: Path, checker: Path) -> BundleFactory:
 
 def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class ConsoleReceiver:
+    """A console-socket client endpoint like conmon's: receive the pty master, read it."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(1)
+        self.master = -1
+        self.name = b""
+        self.output = b""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn, _ = self.sock.accept()
+        fds = array.array("i")
+        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4 * fds.itemsize))
+        for level, ctype, data in anc:
+            if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        self.name = msg
+        self.master = fds[0]
+        conn.close()
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
+
+
+def run_in_pty(cmd: list[str], when: bytes, reply: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """Run ``cmd`` on a new terminal; type ``reply`` once ``when`` shows up; (exit code, output)."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(cmd[0], cmd)
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the terminal's other side is closed
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not sent and when in out:
+            os.write(fd, reply)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
 
 
 # ---- the leak check ---------------------------------------------------------------------------

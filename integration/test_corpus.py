@@ -7,18 +7,15 @@ and a unique cgroupsPath; then the checker (inside) confirms what the config ask
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import resource
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED, new_id
+from conftest import SHARED, ConsoleReceiver, new_id
 
 pytestmark = pytest.mark.root
 
@@ -85,39 +82,6 @@ def adapt(cfg: dict, rootfs: Path, tmp: Path, holder_pid: int) -> dict:
         parent = os.path.dirname(linux["cgroupsPath"].rstrip("/"))
         linux["cgroupsPath"] = f"{parent}/{new_id('corpus')}"
     return cfg
-
-
-class ConsoleReceiver:
-    """A console-socket client endpoint like conmon's: receive the pty master, read it."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen(1)
-        self.master = -1
-        self.name = b""
-        self.output = b""
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        conn, _ = self.sock.accept()
-        fds = array.array("i")
-        msg, anc, _, _ = conn.recvmsg(1024, socket.CMSG_SPACE(4 * fds.itemsize))
-        for level, ctype, data in anc:
-            if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
-                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
-        self.name = msg
-        self.master = fds[0]
-        conn.close()
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.output += chunk
 
 
 @pytest.mark.skipif(not CONFIGS, reason="../shared/corpus/real-configs not available")

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import new_id, runtime_cmd
+from conftest import new_id, run_in_pty, runtime_cmd
 
 pytestmark = pytest.mark.root
 
@@ -174,42 +174,33 @@ def test_console_socket(rt, bundle, tmp_path: Path) -> None:
 
 def test_run_foreground_terminal_without_socket(rt, bundle) -> None:
     """`run` attached to a terminal, no --console-socket: the runtime proxies the pty itself."""
-    import pty
-    import time
 
     def mutate(cfg: dict) -> None:
         cfg["process"]["terminal"] = True
 
     b = bundle(["sh", "-c", "tty; read line; echo got:$line; exit 3"], mutate)
     cmd = [*runtime_cmd(), "--root", str(rt.root), "run", "--bundle", str(b), new_id()]
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(cmd[0], cmd)
-    out = b""
-    deadline = time.monotonic() + 30
-    sent = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-        if not sent and b"/dev/pts/" in out:
-            os.write(fd, b"hello\r")
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 3, out
+    code, out = run_in_pty(cmd, b"/dev/pts/", b"hello\r")
+    assert code == 3, out
     assert b"/dev/pts/" in out and b"got:hello" in out
 
 
-def test_run_terminal_without_tty_refused(rt, bundle) -> None:
+def test_run_terminal_without_tty_proxies_without_cr(rt, bundle) -> None:
+    """runc: foreground `run` with terminal: true works when stdin is not a terminal, and the
+    output keeps its "\n" (ONLCR cleared on the pty)."""
     def mutate(cfg: dict) -> None:
         cfg["process"]["terminal"] = True
 
-    p = rt("run", "--bundle", str(bundle(["true"], mutate)), new_id())
+    p = rt("run", "--bundle", str(bundle(["sh", "-c", "tty; printf 'a\\nb\\n'; exit 5"], mutate)), new_id())
+    assert p.returncode == 5, p.stderr
+    assert b"/dev/pts/" in p.stdout and b"a\nb\n" in p.stdout and b"\r" not in p.stdout
+
+
+def test_detached_terminal_without_socket_refused(rt, bundle) -> None:
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["terminal"] = True
+
+    p = rt("run", "-d", "--bundle", str(bundle(["true"], mutate)), new_id())
     assert p.returncode == 1 and b"console socket" in p.stderr
 
 

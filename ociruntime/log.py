@@ -33,6 +33,19 @@ class Logger:
         t = time.time()
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
+    def open_for_child(self) -> int:
+        """An append-only, close-on-exec fd on the log file for a forked child, or -1."""
+        if not self.path:
+            return -1
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return -1
+
+    def format_line(self, level: str, msg: str) -> str:
+        """One line in the configured format (the container init writes it to an inherited fd)."""
+        return self._line(level, msg)
+
     def _line(self, level: str, msg: str) -> str:
         if self.fmt == "json":
             return json.dumps({"level": level, "msg": msg, "time": self._now()}) + "\n"

@@ -68,11 +68,30 @@ class InitPlan:
     new_keyring: bool
     preserve_fds: int
     annotations: dict[str, str] = field(default_factory=dict)
+    # `run` in the foreground is its own console client: no "\r" added to the output (runc).
+    clear_onlcr: bool = False
 
     @property
     def parent_hooks(self) -> bool:
         """True when the init must pause for prestart/createRuntime hooks run by the parent."""
         return bool(self.hooks.get("prestart") or self.hooks.get("createRuntime"))
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    """``exec``: a new process in a running container.  Its tail is the init's (ProcessPlan and
+    the same seccomp filter); the rest says what to join instead of what to create."""
+
+    container_id: str
+    init_pid: int
+    init_start: int
+    process: ProcessPlan
+    seccomp: object | None  # the container's compiled filter (same cache as create)
+    cgroup_dirs: tuple[str, ...]  # every hierarchy's directory to join (or --cgroup's sub-cgroups)
+    preserve_fds: int
+    new_keyring: bool
+    state: dict  # the container's OCI state, for a seccomp notify agent
+    clear_onlcr: bool = False  # foreground `exec -t`: we are the console client (runc)
 
 
 def _encode_all(items: list[str], what: str) -> tuple[bytes, ...]:
@@ -99,8 +118,8 @@ def _namespaces(linux: dict) -> tuple[int, bool, tuple[tuple[str, str], ...]]:
     return flags, new_user, ordered
 
 
-def _process(config: dict, warn: Callable[[str], None], debug: Callable[[str], None]) -> ProcessPlan:
-    proc = config["process"]
+def process_plan(proc: dict, warn: Callable[[str], None], debug: Callable[[str], None]) -> ProcessPlan:
+    """A validated spec ``process`` object -> the plan both create and exec finish with."""
     user = proc.get("user") or {}
     env = list(proc.get("env") or [])
     env_path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
@@ -144,7 +163,7 @@ def _process(config: dict, warn: Callable[[str], None], debug: Callable[[str], N
 def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pivot: bool,
           no_new_keyring: bool, preserve_fds: int, cgroup_paths: dict[str, str], cgroup_layout: str,
           seccomp_cache: str | None, warn: Callable[[str], None],
-          debug: Callable[[str], None] | None = None) -> InitPlan:
+          debug: Callable[[str], None] | None = None, clear_onlcr: bool = False) -> InitPlan:
     """Build the plan; raise ConfigError for anything the children could not do."""
     linux = config.get("linux") or {}
     flags, new_user, join = _namespaces(linux)
@@ -184,11 +203,12 @@ def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pi
         hostname=config.get("hostname"),
         domainname=config.get("domainname"),
         sysctls=tuple(sysctls),
-        process=_process(config, warn, debug or (lambda _m: None)),
+        process=process_plan(config["process"], warn, debug or (lambda _m: None)),
         personality=linux.get("personality"),
         seccomp=seccomp,
         hooks=parse_hooks(config),
         new_keyring=not no_new_keyring,
         preserve_fds=preserve_fds,
         annotations=dict(config.get("annotations") or {}),
+        clear_onlcr=clear_onlcr,
     )

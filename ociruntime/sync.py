@@ -1,4 +1,4 @@
-"""The parent/child channel: the only way ``create`` talks to the processes it forks.
+"""The parent/child channel: the only way ``create`` and ``exec`` talk to the processes they fork.
 
 One ``SOCK_SEQPACKET`` socketpair, one JSON object per packet, file descriptors passed with
 SCM_RIGHTS.  Both children (stage 1 and the init) inherit the same child end.  The order of
@@ -24,8 +24,31 @@ messages is fixed; :class:`Channel` checks it, so a confused peer is an error, n
       |==== "hooks-done" =================================================>|  createContainer hooks,
       |                                                                    |  pivot_root, console,
       |<=== "seccomp-listener" + fd ===================================== |  (only for SCMP_ACT_NOTIFY)
-      |<=== "ready" ===================================================== |  user, caps, seccomp
-      |  write state.json, pid file; exit                                  |  block on exec.fifo
+      |<=== "ready" ===================================================== |  prepare: chdir, lookup,
+      |  write state.json, pid file; exit                                  |  rlimits; block on
+                                                                           |  exec.fifo; after start:
+                                                                           |  become (fds, signals,
+                                                                           |  seccomp, user, caps)
+
+``exec`` uses the same channel with its own two children (:mod:`ociruntime.init.join`)::
+
+    exec (parent)                      joiner (child 1)                    process (child 2)
+      | verified pidfd + root fd of the init
+      |---- fork ------------------------->| non-dumpable before any setns
+      |  write joiner's pid to the cgroup  |
+      |==== "go" =========================>|
+      |                                    | oom_score_adj (inherited by the fork)
+      |                                    | setns(pidfd, every namespace that differs)
+      |                                    | fchdir(root fd) ; chroot(".")
+      |                                    |---- fork ------------------------->|
+      |<=== "pid" {pid} ================== | exit(0)                            |
+      |  reap the joiner                                                        |
+      |==== "go" ==============================================================>| (after "pid": the
+      |                                                                         |  child never
+      |<=== "seccomp-listener" + fd =========================================== |  overtakes it)
+      |  hand it to the agent                (notify filters only)              | console, keyring
+      |                                                                         | prepare, become
+      |<=== EOF: execve closed the channel, or "error" ======================== | execve
 
 Any child may send ``{"type": "error", "step", "errno", "msg"}`` instead of its next message; the
 parent rebuilds it into an :class:`~ociruntime.errors.InitError`.  EOF before "ready" means a child

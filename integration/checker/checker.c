@@ -601,7 +601,7 @@ static int per_path(int argc, char **argv, void (*fn)(const char *))
 static int usage(void)
 {
 	fputs("usage: checker report | stat|access|read|sysctl ARG... | exit N | sleep SECONDS |\n"
-	      "       kill-self SIG | trap FILE | write PATH TEXT | cat PATH\n", stderr);
+	      "       kill-self SIG | trap FILE | write PATH TEXT | cat PATH | try SYSCALL\n", stderr);
 	return 2;
 }
 
@@ -720,6 +720,41 @@ static int cmd_cat(const char *path)
 
 /* ---------------------------------------------------------------- main ------------------- */
 
+/*
+ * try SYSCALL: make one harmless call with the raw syscall and exit with its errno (0: it
+ * worked).  Reported through the exit status alone, so it works when `write` is the call a
+ * seccomp profile denies.
+ */
+static int cmd_try(const char *name)
+{
+	long r = -1;
+	char buf[PATH_MAX];
+	sigset_t set;
+	struct sigaction old;
+	int fd = dup(0);
+
+	errno = 0;
+	if (strcmp(name, "close_range") == 0)
+		r = syscall(436, 1000000, 1000001, 0);
+	else if (strcmp(name, "fcntl") == 0)
+		r = syscall(SYS_fcntl, 0, F_GETFD);
+	else if (strcmp(name, "getcwd") == 0)
+		r = syscall(SYS_getcwd, buf, sizeof(buf));
+	else if (strcmp(name, "rt_sigaction") == 0)
+		r = syscall(SYS_rt_sigaction, SIGUSR1, NULL, &old, 8);
+	else if (strcmp(name, "rt_sigprocmask") == 0)
+		r = syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &set, 8);
+	else if (strcmp(name, "write") == 0)
+		r = syscall(SYS_write, 1, "", 0);
+	else if (strcmp(name, "openat") == 0)
+		r = syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	else if (strcmp(name, "close") == 0)
+		r = syscall(SYS_close, fd);
+	else
+		return 2;
+	_exit(r < 0 ? (errno ? errno : 255) : 0);
+}
+
 static int dispatch(int argc, char **argv)
 {
 	const char *cmd = argv[1];
@@ -738,6 +773,8 @@ static int dispatch(int argc, char **argv)
 		return usage();
 	if (strcmp(cmd, "exit") == 0)
 		exit(atoi(argv[2]));
+	if (strcmp(cmd, "try") == 0)
+		return cmd_try(argv[2]);
 	if (strcmp(cmd, "sleep") == 0)
 		return cmd_sleep(argv[2]);
 	if (strcmp(cmd, "kill-self") == 0)

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("cmd_kill", "send a signal to the container's init process"),
     "delete": ("cmd_delete", "delete a container and the resources it holds"),
     "run": ("cmd_run", "create and run a container"),
+    "exec": ("cmd_exec", "execute new process inside the container"),
     "spec": ("cmd_spec", "create a new specification file"),
     "list": ("cmd_list", "list containers started with the given root"),
     "features": ("cmd_features", "show the enabled features"),

@@ -17,6 +17,7 @@ import os
 import stat
 
 from ociruntime.linux.mount import MS_BIND, mount
+from ociruntime.linux.tty import clear_onlcr as tty_clear_onlcr
 from ociruntime.linux.tty import make_controlling, open_peer, open_ptmx_in, pty_number, send_fd, set_winsize
 
 
@@ -45,7 +46,7 @@ def _bind_peer_on_console(peer: int, console_path: str) -> None:
         os.close(target)
 
 
-def _pty_pair(pts_dir: str, size: tuple[int, int] | None) -> tuple[int, int]:
+def _pty_pair(pts_dir: str, size: tuple[int, int] | None, clear_onlcr: bool = False) -> tuple[int, int]:
     """Return (master, peer) from the devpts at ``pts_dir``, with the window size applied."""
     dir_fd = _open_pts_dir(pts_dir)
     try:
@@ -57,6 +58,9 @@ def _pty_pair(pts_dir: str, size: tuple[int, int] | None) -> tuple[int, int]:
         try:
             if size is not None:
                 set_winsize(peer, size[0], size[1])
+            if clear_onlcr:
+                # Before anything is written: output already queued would keep its "\r\n".
+                tty_clear_onlcr(peer)
         except BaseException:
             os.close(peer)
             raise
@@ -82,6 +86,7 @@ def setup_console(
     size: tuple[int, int] | None,
     bind_console: bool = True,
     *,
+    clear_onlcr: bool = False,
     pts_dir: str = "/dev/pts",
     console_path: str = "/dev/console",
 ) -> None:
@@ -92,7 +97,7 @@ def setup_console(
     Closes ``console_sock_fd`` in every case.
     """
     try:
-        master, peer = _pty_pair(pts_dir, size)
+        master, peer = _pty_pair(pts_dir, size, clear_onlcr)
         try:
             if bind_console:
                 _bind_peer_on_console(peer, console_path)

@@ -18,7 +18,7 @@ from ociruntime.plan import InitPlan
 from ociruntime.sync import Channel
 
 
-def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int) -> None:
+def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: int = -1) -> None:
     """Never returns: ends in ``os._exit``."""
     step = "stage 1"
     try:
@@ -53,7 +53,7 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int) -> None:
         step = "fork init"
         pid = os.fork()
         if pid == 0:
-            container.run(plan, chan, fifo_fd, console_fd)  # never returns
+            container.run(plan, chan, fifo_fd, console_fd, log_fd)  # never returns
         chan.send("pid", pid=pid)
         os._exit(0)
     except BaseException as exc:

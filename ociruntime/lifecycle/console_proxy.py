@@ -1,6 +1,7 @@
-"""Foreground ``run`` with ``terminal: true`` and no ``--console-socket``: be our own console
-client.  We listen on a private socket, receive the pty master like conmon would, put our own
-terminal in raw mode and copy bytes both ways until the container's terminal closes.
+"""Foreground ``run``/``exec -t`` without ``--console-socket``: be our own console client.
+
+We listen on a private socket, receive the pty master like conmon would, put our own terminal
+(if stdin is one) in raw mode and copy bytes both ways until the container's terminal closes.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -40,6 +41,8 @@ class CreateOptions:
     listen_fds: int = 0
     # `run` in the foreground keeps being the init's parent (subreaper) after create returns.
     keep_subreaper: bool = False
+    # `run` in the foreground as its own console client.
+    console_proxy: bool = False
 
 
 def _now_rfc3339() -> str:
@@ -137,7 +140,11 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
                      preserve_fds=opts.preserve_fds + opts.listen_fds, cgroup_paths=manager.paths,
                      cgroup_layout=manager.mode,
                      seccomp_cache=os.path.join(store.root, ".seccomp"),
-                     warn=LOG.warning, debug=LOG.debug)
+                     warn=LOG.warning, debug=LOG.debug, clear_onlcr=opts.console_proxy)
+        if linux.get("seccomp"):
+            # exec gives its processes the container's filter: the one validated now, not
+            # whatever the bundle holds later.
+            cdir.write_file("seccomp.json", json.dumps(linux["seccomp"]).encode())
         os.mkfifo(cdir.fifo_path, 0o622)
         os.chmod(cdir.fifo_path, 0o622)  # mkfifo honours the umask; the init may be non-root
         spawn = _Spawn(plan, cdir, manager)
@@ -168,6 +175,8 @@ def _spawn(ctx: Context, spawn: _Spawn, config: dict, opts: CreateOptions) -> Re
             raise OCIError(f"connect to console socket {opts.console_socket}: "
                            f"{describe_oserror(e)}") from None
     fifo_fd = os.open(spawn.cdir.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    # The init reports a failure after `start` (when we are gone) to this --log file too.
+    log_fd = LOG.open_for_child()
     parent, child = Channel.pair()
     # As a subreaper, orphans (the init, once stage 1 exits) are reparented to us, so on failure
     # we can reap them; once we exit they move on to the engine that called us.
@@ -178,10 +187,12 @@ def _spawn(ctx: Context, spawn: _Spawn, config: dict, opts: CreateOptions) -> Re
             parent.close()
             # The state directory's lock must not outlive create in the init.
             os.close(spawn.cdir.fd)
-            stage1.run(plan, child, fifo_fd, console_fd)  # never returns
+            stage1.run(plan, child, fifo_fd, console_fd, log_fd)  # never returns
         spawn.stage1 = pid
         child.close()
         os.close(fifo_fd)
+        if log_fd >= 0:
+            os.close(log_fd)
         if console_fd >= 0:
             os.close(console_fd)
         rec = _drive(ctx, spawn, parent, config)

@@ -33,13 +33,12 @@ def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep
         return 0
     proxy = None
     if not opts.console_socket and _wants_terminal(opts.bundle):
-        # No console socket: with our own stdin a terminal we act as the console client (runc
-        # does the same); otherwise create refuses, as it must.
-        if os.isatty(0):
-            from ociruntime.lifecycle.console_proxy import ConsoleProxy
+        # No console socket: we act as the console client (runc does the same), also when our
+        # own stdin is not a terminal (then no raw mode, just the copying).
+        from ociruntime.lifecycle.console_proxy import ConsoleProxy
 
-            proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
-            opts = CreateOptions(**{**opts.__dict__, "console_socket": proxy.path})
+        proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
+        opts = CreateOptions(**{**opts.__dict__, "console_socket": proxy.path, "console_proxy": True})
     try:
         return _run_foreground(ctx, container_id, opts, keep, proxy)
     finally:
@@ -78,7 +77,7 @@ def _run_foreground(ctx: Context, container_id: str, opts: CreateOptions, keep: 
         _start_or_destroy(ctx, container_id)
         if proxy is not None:
             proxy.pump()  # type: ignore[attr-defined]
-        status = _wait(pid)
+        status = wait_child(pid)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -93,13 +92,13 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def _wait(pid: int) -> int:
-    """Wait for the init (our child: we are its subreaper); reap other orphans on the way."""
+def wait_child(pid: int, what: str = "container init") -> int:
+    """Wait for ``pid`` (our child: we are its subreaper); reap other orphans on the way."""
     while True:
         try:
             got, status = os.waitpid(-1, 0)
         except ChildProcessError:
-            raise OCIError(f"container init {pid} is not our child") from None
+            raise OCIError(f"{what} {pid} is not our child") from None
         except InterruptedError:
             continue
         if got == pid:

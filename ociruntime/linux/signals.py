@@ -16,6 +16,7 @@ from ociruntime.linux.signames import (  # noqa: F401 - re-exported for callers 
     NSIG,
     SIGKILL,
     SIGNALS,
+    SIGPIPE,
     SIGRTMAX,
     SIGRTMIN,
     SIGSTOP,
@@ -54,23 +55,29 @@ def _raise_errno(call: str, what: str) -> None:
     raise OSError(err, f"{call}: {os.strerror(err)}", what)
 
 
-def reset_all_signals() -> None:
+def reset_signal(sig: int) -> None:
+    """Put one signal back to SIG_DFL with the raw rt_sigaction syscall."""
+    default = _KernelSigAction()  # zeroed: SIG_DFL, no flags, no restorer, empty mask
+    if syscall(SYS_RT_SIGACTION, ctypes.c_int(sig), ctypes.byref(default), None, ctypes.c_size_t(8)) == -1:
+        _raise_errno("rt_sigaction", f"signal {sig}")
+
+
+def reset_all_signals(keep_ignored: tuple[int, ...] = ()) -> None:
     """Set every resettable signal to SIG_DFL and unblock all signals.
 
-    Call it last before execve: from here on a signal kills the child instead of running the
-    Python handler, which is exactly what the container process should start with.
+    Call it right before execve (or before a seccomp filter that may deny rt_sigaction): from
+    here on a signal kills the child instead of running the Python handler, which is exactly what
+    the container process should start with.  ``keep_ignored`` names signals left as they are
+    for now (SIGPIPE while hooks still write to pipes); the caller resets them later.
     """
     # The raw rt_sigaction(2) syscall, not glibc's sigaction: glibc refuses the two signals it
     # reserves for NPTL (32, 33), yet a caller that ignores them (CI harnesses do) would pass the
     # "ignored" disposition through execve into the container.  Resetting them is safe here: the
     # process is single-threaded and about to exec.
-    default = _KernelSigAction()  # zeroed: SIG_DFL, no flags, no restorer, empty mask
     for sig in range(1, NSIG):
-        if sig in (SIGKILL, SIGSTOP):
+        if sig in (SIGKILL, SIGSTOP) or sig in keep_ignored:
             continue
-        if syscall(SYS_RT_SIGACTION, ctypes.c_int(sig), ctypes.byref(default), None,
-                   ctypes.c_size_t(8)) == -1:
-            _raise_errno("rt_sigaction", f"signal {sig}")
+        reset_signal(sig)
     empty = _SigSet()
     if _sigprocmask(SIG_SETMASK, ctypes.byref(empty), None) == -1:
         _raise_errno("sigprocmask", "SIG_SETMASK")

@@ -8,6 +8,7 @@ from __future__ import annotations
 NSIG = 65  # glibc's _NSIG on x86_64: signals 1..64.
 SIGKILL = 9
 SIGSTOP = 19
+SIGPIPE = 13
 SIGRTMIN = 34  # as glibc reports it to programs (the kernel's 32 plus the reserved two)
 SIGRTMAX = 64
 

@@ -100,6 +100,18 @@ def open_peer(master: int) -> int:
     return fd
 
 
+def clear_onlcr(fd: int) -> None:
+    """Turn off ONLCR on a terminal: "\n" stays "\n" (runc's console does this for a
+    foreground caller, whose stdout may be a pipe or a file rather than a terminal)."""
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[1] &= ~termios.ONLCR
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except termios.error as e:
+        err = e.args[0] if e.args and isinstance(e.args[0], int) else errno.EIO
+        raise OSError(err, f"tcsetattr: {os.strerror(err)}", f"fd {fd}") from None
+
+
 def set_winsize(fd: int, rows: int, cols: int) -> None:
     """Set the terminal's window size (TIOCSWINSZ); rows and cols are 0..65535."""
     for name, value in (("rows", rows), ("cols", cols)):

@@ -163,6 +163,20 @@ def load_config(bundle: str, warn: Callable[[str], None] | None = None) -> dict:
     return doc
 
 
+def load_process(path: str, warn: Callable[[str], None] | None = None) -> dict:
+    """Read an ``exec --process`` file: a spec ``process`` object, held to config.json's rules."""
+    doc = read_json_file(path, "process.json")
+    if not isinstance(doc, dict):
+        raise ConfigError(f"process.json: top level must be a json object, not {_json_type(doc)}")
+    schema.validate(doc, "process")
+    prefixed = None if warn is None else (lambda msg: warn(f"process.json: {msg}"))
+    try:
+        semantic.check_process_object(doc, prefixed)
+    except ConfigError as exc:
+        raise exc.context("process.json") from None
+    return doc
+
+
 def _json_type(value: object) -> str:
     if isinstance(value, list):
         return "an array"

@@ -24,6 +24,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "config": ("config-schema.json", "config.json"),
     "state": ("state-schema.json", "state.json"),
     "features": ("features-schema.json", "features"),
+    "process": ("process-schema.json", "process.json"),
 }
 
 # One line per error; a schema message quoting a whole object could otherwise run on for pages.

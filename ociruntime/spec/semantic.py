@@ -601,3 +601,16 @@ def check(
     ctx = Ctx(doc, bundle, warn or (lambda _msg: None), host or Host.probe())
     for step in CHECKS:
         step(ctx)
+
+
+# What `exec --process FILE` is held to: the process checks of config.json, on its own.
+PROCESS_CHECKS = (check_nul_bytes, check_process, check_user, check_rlimits, check_capabilities,
+                  check_lsm_labels)
+
+
+def check_process_object(proc: dict[str, Any], warn: Callable[[str], None] | None = None,
+                         host: Host | None = None) -> None:
+    """Raise ``ConfigError`` for the first semantic problem in a schema-valid process object."""
+    ctx = Ctx({"process": proc}, "", warn or (lambda _msg: None), host or Host.probe())
+    for step in PROCESS_CHECKS:
+        step(ctx)

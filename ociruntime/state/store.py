@@ -6,6 +6,7 @@ Layout::
       <id>/                     mode 0700; flock(2) on this directory serializes commands on one id
         state.json              written atomically (temp file + rename), mode 0600
         exec.fifo               exists from create until start: the init blocks opening it
+        seccomp.json            the container's linux.seccomp, for exec (never re-read from the bundle)
 
 ``state.json`` holds the OCI state fields plus what later commands need to act without reading
 config.json again (init start time, cgroup manager state, hooks for poststart/poststop).
@@ -93,12 +94,16 @@ class ContainerDir:
         return Record(**data)
 
     def save(self, rec: Record) -> None:
-        tmp = f".{STATE_FILE}.{os.getpid()}"
+        self.write_file(STATE_FILE, json.dumps(rec.to_dict()).encode())
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Write ``name`` in the directory atomically (temp file + rename), mode 0600."""
+        tmp = f".{name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=self.fd)
         with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(rec.to_dict()).encode())
-        os.rename(tmp, STATE_FILE, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            f.write(data)
+        os.rename(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def status(self, rec: Record) -> str:
         """Derive the OCI status from the init process, its start time and the exec fifo."""

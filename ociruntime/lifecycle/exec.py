@@ -1,0 +1,472 @@
+"""``exec``: run a new process inside a running container (runc's grammar and behaviour).
+
+The parent side of the protocol drawn in :mod:`ociruntime.init.join`.  The process is built
+from ``--process FILE`` or from the bundle's ``config.json`` with the flags on top (runc's
+getProcess); it joins every namespace and the cgroup of the container, gets the container's
+seccomp filter, and finishes through the same code as the init (:mod:`ociruntime.init.process`).
+
+Every failure is one line and exit status 255 (``exec failed: ...``, as runc); a foreground exec
+otherwise exits with the process's status (128+N for a signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+
+from ociruntime.errors import ConfigError, InitError, OCIError, StateError, describe_oserror
+from ociruntime.lifecycle.context import Context
+from ociruntime.linux import prctl
+from ociruntime.linux.ns import CLONE_NEWUSER, JOIN_ORDER, NAMESPACES
+from ociruntime.log import LOG
+from ociruntime.plan import ExecPlan, process_plan
+from ociruntime.record import dataclass, field
+from ociruntime.state.proc import is_alive, pidfd_for
+from ociruntime.state.store import ContainerDir, Record, Store
+from ociruntime.sync import Channel, ChannelClosed
+
+ID_MAX = 2**32 - 2  # 2**32-1 means "unchanged" to setresuid; larger would wrap to root
+
+# Signals a foreground exec passes on to the process (runc's signal forwarding).
+FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+class ExecError(OCIError):
+    """Any exec failure: runc prints ``exec failed: ...`` and exits 255."""
+
+    exit_code = 255
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(f"exec failed: {msg}")
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    args: tuple[str, ...] = ()
+    process: str | None = None
+    detach: bool = False
+    pid_file: str | None = None
+    console_socket: str | None = None
+    tty: bool = False
+    cwd: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    additional_gids: tuple[str, ...] = ()
+    caps: tuple[str, ...] = ()
+    no_new_privs: bool | None = None  # None: as the container's process says
+    preserve_fds: int = 0
+    apparmor: str | None = None
+    process_label: str | None = None
+    ignore_paused: bool = False
+    cgroup: tuple[str, ...] = field(default_factory=tuple)
+
+
+def parse_id(text: str, what: str) -> int:
+    """A uid/gid from the command line: a decimal in 0..2**32-2, never wrapped (runc wraps
+    4294967296 to 0, i.e. root)."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ConfigError(f'bad {what}: parsing "{text}": invalid syntax') from None
+    if not 0 <= value <= ID_MAX:
+        raise ConfigError(f'bad {what}: parsing "{text}": value out of range')
+    return value
+
+
+def _process_from_flags(rec: Record, opts: ExecOptions) -> dict:
+    """runc's getProcess without --process: config.json's process with the flags on top."""
+    from ociruntime.spec.loader import read_json_file
+
+    cfg = read_json_file(os.path.join(rec.bundle, "config.json"))
+    proc = dict(cfg.get("process") or {}) if isinstance(cfg, dict) else {}
+    if not opts.args:
+        raise ConfigError("exec args cannot be empty")
+    proc["args"] = list(opts.args)
+    if opts.cwd:
+        proc["cwd"] = opts.cwd
+    if opts.apparmor:
+        proc["apparmorProfile"] = opts.apparmor
+    if opts.process_label:
+        proc["selinuxLabel"] = opts.process_label
+    if opts.caps:
+        caps = {k: list(v) for k, v in (proc.get("capabilities") or {}).items()}
+        for name in opts.caps:
+            for kind in ("bounding", "effective", "permitted"):
+                caps.setdefault(kind, []).append(name)
+            # runc: ambient only when the spec has inheritable bits to raise it with.
+            if caps.get("inheritable") is not None:
+                caps.setdefault("ambient", []).append(name)
+        proc["capabilities"] = caps
+    proc["env"] = [*(proc.get("env") or []), *opts.env]
+    proc["terminal"] = opts.tty
+    if opts.no_new_privs is not None:
+        proc["noNewPrivileges"] = opts.no_new_privs
+    user = dict(proc.get("user") or {})
+    if opts.user:
+        uid, sep, gid = opts.user.partition(":")
+        if sep:
+            user["gid"] = parse_id(gid, "gid")
+        user["uid"] = parse_id(uid, "uid")
+    for g in opts.additional_gids:
+        user.setdefault("additionalGids", [])
+        user["additionalGids"] = [*user["additionalGids"], parse_id(g, "additional gid")]
+    proc["user"] = user
+    # The same checks as an --process file: schema, then the process rules of config.json.
+    from ociruntime.spec import schema, semantic
+
+    schema.validate(proc, "process")
+    semantic.check_process_object(proc, lambda m: LOG.warning(f"process: {m}"))
+    return proc
+
+
+def _check_terminal(opts: ExecOptions, terminal: bool) -> None:
+    if opts.detach and terminal and not opts.console_socket:
+        raise ConfigError("cannot allocate tty if runc will detach without setting console socket")
+    if (not opts.detach or not terminal) and opts.console_socket:
+        raise ConfigError("cannot use console socket if runc will not detach or allocate tty")
+
+
+def _sub_cgroups(args: tuple[str, ...]) -> dict[str, str]:
+    """runc's getSubCgroupPaths: ``SUB`` alone, or ``CTRL[,CTRL...]:SUB`` any number of times."""
+    paths: dict[str, str] = {}
+    for arg in args:
+        ctrls, sep, sub = arg.partition(":")
+        if sep:
+            for c in ctrls.split(","):
+                if not c:
+                    raise ConfigError(f"invalid --cgroup argument: {arg} (empty <controller> prefix)")
+                if c in paths:
+                    raise ConfigError(f"invalid --cgroup argument(s): controller {c} "
+                                      "specified multiple times")
+                paths[c] = sub
+        else:
+            if len(args) != 1:
+                raise ConfigError(f"invalid --cgroup argument: {arg} (missing <controller>: prefix)")
+            paths[""] = arg
+    for sub in paths.values():
+        parts = [p for p in sub.split("/") if p]
+        if not parts or ".." in parts:
+            raise ConfigError(f"invalid --cgroup argument: {sub!r} is not a sub-cgroup of the container's")
+    return paths
+
+
+def _cgroup_dirs(cgroup: dict, subs: dict[str, str]) -> tuple[str, ...]:
+    """The directory to join in every hierarchy: the container's, or its --cgroup sub-cgroup."""
+    from ociruntime.cgroups.base import UNIFIED
+
+    paths: dict[str, str] = dict(cgroup.get("paths") or {})
+    out: list[str] = []
+    for name, d in sorted(paths.items(), key=lambda kv: (kv[0] == UNIFIED, kv[0])):
+        # v1 controllers co-mounted as "cpu,cpuacct" answer to either name.
+        names = set(name.split(",")) if name != UNIFIED else {""}
+        sub = next((subs[n] for n in names if n in subs), subs.get(""))
+        if sub is None and name == UNIFIED and cgroup.get("mode") == "v2" and subs:
+            # Pure v2 has one hierarchy: a CTRL:SUB form still names a sub-cgroup of it.
+            sub = next(iter(subs.values()))
+        target = os.path.join(d, sub.strip("/")) if sub else d
+        if target not in out:
+            out.append(target)
+    return tuple(out)
+
+
+def _join_cgroups(dirs: tuple[str, ...], pid: int, init_pid: int, mounts: dict[str, str]) -> None:
+    for d in dirs:
+        try:
+            _write_procs(d, pid)
+        except OSError as e:
+            # cgroup v2 with controllers enabled below the container's cgroup ("no internal
+            # processes"): join the init's own cgroup instead, as runc does.
+            unified = mounts.get("unified") or mounts.get("")
+            if e.errno == 16 and unified:  # EBUSY
+                alt = _init_unified_cgroup(init_pid, unified)
+                if alt:
+                    _write_procs(alt, pid)
+                    continue
+            raise OCIError(f"join cgroup {d}: {describe_oserror(e)}") from None
+
+
+def _write_procs(d: str, pid: int) -> None:
+    fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+
+
+def _init_unified_cgroup(pid: int, mount: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return os.path.join(mount, line[3:].strip().lstrip("/"))
+    except OSError:
+        pass
+    return None
+
+
+def _seccomp(cdir: ContainerDir, root: str) -> object | None:
+    """The container's own filter, recorded at create (never re-read from the bundle)."""
+    from ociruntime.spec.loader import read_json_file
+
+    path = os.path.join(cdir.path, "seccomp.json")
+    if not os.path.exists(path):
+        return None
+    profile = read_json_file(path, "seccomp.json")
+    from ociruntime.seccomp.compile import compile_profile
+
+    return compile_profile(profile, LOG.warning, cache_dir=os.path.join(root, ".seccomp"))  # type: ignore[arg-type]
+
+
+class _Target:
+    """Handles on the verified init, opened before fork; closed by :meth:`close`."""
+
+    def __init__(self, rec: Record) -> None:
+        from ociruntime.init.join import JoinTarget
+
+        pidfd = pidfd_for(rec.pid, rec.pid_start)
+        if pidfd is None:
+            raise StateError("cannot exec in a stopped container")
+        fds: list[int] = [pidfd]
+        try:
+            flags = 0
+            ns_fds: list[tuple[int, int]] = []
+            for nstype in JOIN_ORDER:
+                flag, name = NAMESPACES[nstype]
+                try:
+                    theirs = os.stat(f"/proc/{rec.pid}/ns/{name}")
+                    ours = os.stat(f"/proc/self/ns/{name}")
+                except FileNotFoundError:
+                    continue  # a namespace type this kernel lacks
+                if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+                    continue  # shared with us (the spec: an unlisted namespace is inherited)
+                fd = os.open(f"/proc/{rec.pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                fds.append(fd)
+                ns_fds.append((flag, fd))
+                flags |= flag
+            root_fd = os.open(f"/proc/{rec.pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            fds.append(root_fd)
+            # Everything above went through /proc/<pid>: check the pid still is our init.
+            if not is_alive(rec.pid, rec.pid_start):
+                raise StateError("cannot exec in a stopped container")
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        self.fds = fds
+        self.join = JoinTarget(pidfd, flags, ns_fds, root_fd)
+        self.userns = bool(flags & CLONE_NEWUSER)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds = []
+
+
+def exec_process(ctx: Context, container_id: str, opts: ExecOptions) -> int:
+    try:
+        return _exec(ctx, container_id, opts)
+    except ExecError:
+        raise
+    except OCIError as e:
+        raise ExecError(e.msg) from None
+    except OSError as e:
+        raise ExecError(describe_oserror(e)) from None
+
+
+def _exec(ctx: Context, container_id: str, opts: ExecOptions) -> int:
+    if opts.preserve_fds < 0:
+        raise ConfigError("--preserve-fds must not be negative")
+    store = Store(ctx.root)
+    with store.open(container_id) as cdir:
+        rec = cdir.load()
+        status = cdir.status(rec)
+        if status == "stopped":
+            raise StateError("cannot exec in a stopped container")
+        if status == "paused" and not opts.ignore_paused:
+            raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
+        if opts.process:
+            from ociruntime.spec.loader import load_process
+
+            proc = load_process(opts.process, LOG.warning)
+        else:
+            proc = _process_from_flags(rec, opts)
+        if proc.get("apparmorProfile") or proc.get("selinuxLabel"):
+            raise ConfigError("apparmor and selinux labels are not supported by this runtime")
+        _check_terminal(opts, bool(proc.get("terminal")))
+        subs = _sub_cgroups(opts.cgroup)
+        plan = ExecPlan(
+            container_id=container_id, init_pid=rec.pid, init_start=rec.pid_start,
+            process=process_plan(proc, LOG.warning, LOG.debug), seccomp=_seccomp(cdir, store.root),
+            cgroup_dirs=_cgroup_dirs(rec.cgroup, subs) if rec.cgroup else (),
+            preserve_fds=opts.preserve_fds, new_keyring=True, state=rec.oci_state(status),
+            clear_onlcr=bool(proc.get("terminal")) and not opts.detach)
+        target = _Target(rec)
+    try:
+        return _spawn(plan, opts, target, rec)
+    finally:
+        target.close()
+
+
+def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> int:
+    from ociruntime.init import join
+
+    proxy = None
+    console_path = opts.console_socket
+    if plan.process.terminal and not opts.detach:
+        # Foreground with a terminal: we are the console client (runc does the same), whether
+        # or not our own stdin is a terminal.
+        from ociruntime.lifecycle.console_proxy import ConsoleProxy
+
+        proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
+        console_path = proxy.path
+    console_fd = -1
+    parent, child = Channel.pair()
+    pids: list[int] = []
+    forward = _Forwarder(skip_winch=proxy is not None)
+    try:
+        if console_path:
+            from ociruntime.linux.tty import connect_unix
+
+            try:
+                console_fd = connect_unix(console_path)
+            except OSError as e:
+                raise OCIError(f"connect to console socket {console_path}: {describe_oserror(e)}") from None
+        if not opts.detach:
+            # Before fork: a signal that arrives while the process starts is kept and passed on
+            # once its pid is known, never lost and never fatal to us.
+            forward.install()
+        # Subreaper: when the joiner exits, the process is reparented to us, so a foreground
+        # exec can wait for it; a detached one leaves it to our caller (shim/conmon).
+        prctl.set_child_subreaper(True)
+        joiner = os.fork()
+        if joiner == 0:
+            parent.close()
+            join.joiner(plan, child, target.join, console_fd)  # never returns
+        pids.append(joiner)
+        child.close()
+        if console_fd >= 0:
+            os.close(console_fd)
+            console_fd = -1
+        target.close()
+        pid = _drive(plan, parent, joiner, pids, rec)
+        if opts.detach:
+            if opts.pid_file:
+                from ociruntime.lifecycle.create import write_pid_file
+
+                write_pid_file(opts.pid_file, pid)
+            return 0
+        if proxy is not None:
+            proxy.receive()
+        forward.target(pid)
+        return _foreground(pid, proxy, opts.pid_file)
+    except BaseException:
+        for p in pids:
+            with contextlib.suppress(OSError):
+                os.kill(p, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(p, 0)
+        raise
+    finally:
+        forward.restore()
+        parent.close()
+        if console_fd >= 0:
+            os.close(console_fd)
+        if proxy is not None:
+            proxy.close()
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(proxy.path))
+
+
+def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Record) -> int:
+    """The parent's half of the protocol; returns the process's pid once it has exec'd.
+
+    EOF on the channel means every copy of the child end is closed: the process closes its
+    copy by execve (close-on-exec).  A failure before that always sends an error first.
+    """
+    step = "join cgroup"
+    try:
+        if plan.cgroup_dirs:
+            _join_cgroups(plan.cgroup_dirs, joiner, plan.init_pid, rec.cgroup.get("mounts") or {})
+        step = "join container"
+        chan.send("go")
+        msg, _ = chan.expect("pid")
+        pid = int(msg["pid"])
+        pids.append(pid)
+        _, status = os.waitpid(joiner, 0)
+        pids.remove(joiner)
+        if status != 0:
+            raise InitError(f"joining the container failed ({_status_text(status)})")
+        chan.send("go")
+        while True:
+            msg, passed = chan.expect("seccomp-listener")
+            step = "send seccomp listener"
+            from ociruntime.seccomp.notify import send_listener
+
+            try:
+                send_listener(passed[0], plan.seccomp.listener_path, plan.state,  # type: ignore[union-attr]
+                              plan.seccomp.listener_metadata)  # type: ignore[union-attr]
+            finally:
+                for fd in passed:
+                    os.close(fd)
+    except ChannelClosed:
+        if not pids or pids[-1] == joiner:
+            raise InitError("joining the container failed") from None
+        return pids[-1]
+    except OSError as e:
+        raise OCIError(f"{step}: {describe_oserror(e)}") from None
+
+
+def _status_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+class _Forwarder:
+    """runc's signal forwarding for a foreground exec: what we receive goes to the process."""
+
+    def __init__(self, skip_winch: bool) -> None:
+        # With our own console the proxy resizes the pty on SIGWINCH itself.
+        self.signals = [s for s in FORWARD if not (skip_winch and s == signal.SIGWINCH)]
+        self.old: dict[int, object] = {}
+        self.pid = 0
+        self.pending: list[int] = []
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+        else:
+            self.pending.append(signum)
+
+    def install(self) -> None:
+        for s in self.signals:
+            self.old[s] = signal.signal(s, self._handle)
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        while self.pending:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, self.pending.pop(0))
+
+    def restore(self) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+        self.old = {}
+
+
+def _foreground(pid: int, proxy: object | None, pid_file: str | None) -> int:
+    """Copy the terminal if we own it, and exit with the process's status."""
+    from ociruntime.lifecycle.run import exit_code, wait_child
+
+    if pid_file:
+        from ociruntime.lifecycle.create import write_pid_file
+
+        write_pid_file(pid_file, pid)
+    if proxy is not None:
+        proxy.pump()  # type: ignore[attr-defined]
+    return exit_code(wait_child(pid, "exec process"))
