@@ -275,3 +275,9 @@ def test_importing_spec_modules_does_not_import_jsonschema() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_config_keys_are_case_sensitive() -> None:
+    """README: runc's Go decoder folds case ("pagesize" fills pageSize); the spec's keys do not."""
+    with pytest.raises(ConfigError, match=r"hugepageLimits\[0\]: 'pageSize' is a required property"):
+        schema.validate(minimal(resources={"hugepageLimits": [{"pagesize": "2MB", "limit": 0}]}))
