@@ -91,7 +91,7 @@ CASES = {
     "memory-limit": (_set("linux.resources.memory", {"limit": -2}), "limit"),
     "cpu-quota": (_set("linux.resources.cpu", {"quota": 10, "period": 100000}), "quota"),
     "cpu-period": (_set("linux.resources.cpu", {"quota": 100000, "period": 10}), "period"),
-    "device-access": (_set("linux.resources.devices", [{"allow": True, "access": "rwx"}]), "access"),
+    "device-access": (_set("linux.resources.devices", [{"allow": True, "access": ""}]), "access"),
     "device-type": (_set("linux.devices", [{"path": "/dev/x", "type": "z", "major": 1, "minor": 1}]),
                     "type"),
     "cgroups-path-escape": (_set("linux.cgroupsPath", "/a/../../b"), ".."),
@@ -100,6 +100,15 @@ CASES = {
     "rlimit-soft-gt-hard": (_set("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}]),
                             "soft"),
     "seccomp-action": (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_BOGUS"}), "defaultAction"),
+    "seccomp-notify-write": (_set("linux.seccomp", {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+        "syscalls": [{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]}),
+        "SCMP_ACT_NOTIFY cannot be used for the write syscall"),
+    "seccomp-agent-missing": (_set("linux.seccomp", {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}),
+        "failed to connect with seccomp agent specified in the seccomp profile: "
+        "dial unix /nonexistent/agent.sock: connect: no such file or directory"),
     "sysctl-not-namespaced": (_set("linux.sysctl", {"kernel.core_pattern": "x"}), "kernel.core_pattern"),
     "sysctl-slash": (_set("linux.sysctl", {"net/core.somaxconn": "1"}), "net/core.somaxconn"),
     "sysctl-dotdot": (_set("linux.sysctl", {"net...x": "1"}), "net...x"),

@@ -337,6 +337,16 @@ def test_update_bad_values_change_nothing(rt, containers, args, stdin, match: st
     assert not (Path(rt.root) / c.id / "resources.json").exists()
 
 
+def test_update_device_access_unknown_letters_ignored(rt, containers) -> None:
+    c = containers(["sleep", "1000"])
+    rules = [{"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rqw"}]
+    rt("update", "--resources", "-", c.id, input=json.dumps({"devices": rules}).encode(), check=True)
+    warnings = [e["msg"] for e in map(json.loads, rt.log.read_text().splitlines()) if e["level"] == "warning"]
+    assert warnings == ['linux.resources.devices[0].access: unknown access "q" ignored, "rw" is used']
+    if not V2:
+        assert "c 10:200 rw" in host_read(rt, c.id, "devices.list").splitlines()
+
+
 def test_update_stopped_container_refused(rt, containers) -> None:
     c = containers(["true"])
     wait_status(rt, c.id, "stopped")

@@ -99,13 +99,13 @@ def test_device_rules_enforced(rt, bundle) -> None:
     if not os.path.exists("/dev/fuse"):
         pytest.skip("no /dev/fuse on this host")
 
-    def with_node(allow: bool):
+    def with_node(allow: bool, access: str = "rw"):
         def mutate(cfg: dict) -> None:
             cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
                                         "fileMode": 0o666}]
             if allow:
                 cfg["linux"]["resources"]["devices"].append(
-                    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"})
+                    {"allow": True, "type": "c", "major": 10, "minor": 229, "access": access})
         return mutate
 
     denied = rt("run", "--bundle", str(bundle(["checker", "access", "/dev/fuse", "/dev/null"],
@@ -118,6 +118,15 @@ def test_device_rules_enforced(rt, bundle) -> None:
                  new_id())
     r = json.loads(allowed.stdout)
     assert r["/dev/fuse"]["read"] != 1 and r["/dev/fuse"]["write"] != 1  # not refused by the cgroup
+    # Unknown access letters are ignored with a warning, as runc ignores them: "rwz" is "rw".
+    odd = rt("run", "--bundle", str(bundle(["checker", "access", "/dev/fuse"], with_node(True, "rwz"))),
+             new_id())
+    assert odd.returncode == 0, odd.stderr
+    r = json.loads(odd.stdout)
+    assert r["/dev/fuse"]["read"] != 1 and r["/dev/fuse"]["write"] != 1
+    warnings = [e["msg"] for e in map(json.loads, rt.log.read_text().splitlines()) if e["level"] == "warning"]
+    assert warnings == ['config.json: linux.resources.devices[1].access: unknown access "z" ignored, '
+                        '"rw" is used']
 
 
 def test_kernel_memory_accepted_with_a_warning(rt, bundle) -> None:

@@ -78,6 +78,16 @@ def test_start_twice_and_delete_running_needs_force(rt, bundle) -> None:
     assert not (Path(rt.root) / cid).exists()
 
 
+def test_flags_after_the_container_id(rt, bundle) -> None:
+    """runc's commands (urfave/cli v1) take their flags after the id too: `delete ID --force`."""
+    cid = new_id()
+    rt("run", "--bundle", str(bundle(["sleep", "100"])), cid, "--detach", check=True)
+    rt("kill", cid, "KILL", "--all", check=True)
+    wait_status(rt, cid, "stopped")
+    rt("delete", cid, "--force", check=True)
+    assert not (Path(rt.root) / cid).exists()
+
+
 def test_delete_created_container(rt, bundle) -> None:
     cid = new_id()
     rt("create", "--bundle", str(bundle(["true"])), cid, check=True)

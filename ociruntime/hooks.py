@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from ociruntime.errors import ConfigError, HookError
 from ociruntime.linux.fds import close_fds_except
 from ociruntime.linux.signals import reset_all_signals
+from ociruntime.linux.signames import go_signal_text
 from ociruntime.record import dataclass
 
 HOOK_KINDS: tuple[str, ...] = (
@@ -40,8 +41,8 @@ HOOK_KINDS: tuple[str, ...] = (
     "poststop",
 )
 
-# How much of the hook's stdout goes into the error message, and the read chunk size while
-# draining it (the hook must never block on a full pipe).
+# How much of each of the hook's stdout and stderr goes into the error message, and the read
+# chunk size while draining them (the hook must never block on a full pipe).
 _EXCERPT = 512
 _CHUNK = 65536
 _ERRNO = struct.Struct("=i")
@@ -164,15 +165,17 @@ def _pipe_above_stdio() -> tuple[int, int]:
     return ends[0], ends[1]
 
 
-def _child(prep: _Prepared, stdin_r: int, stdout_w: int, err_w: int) -> None:
+def _child(prep: _Prepared, stdin_r: int, stdout_w: int, stderr_w: int, err_w: int) -> None:
     """Runs in the forked hook process; never returns (execve or _exit)."""
     try:
         # Python ignores SIGPIPE/SIGXFSZ and ignored dispositions survive execve (signal(7));
         # a blocked mask survives too.  Reset both first so nothing below runs with odd signals.
         reset_all_signals()
-        # os.dup2 makes the target inheritable, so 0 and 1 survive execve.
+        # os.dup2 makes the target inheritable, so 0-2 survive execve.  stderr is captured too,
+        # as runc does: a failure message quotes both.
         os.dup2(stdin_r, 0)
         os.dup2(stdout_w, 1)
+        os.dup2(stderr_w, 2)
         # Nothing of the runtime's beyond stdio may reach the hook (CVE-2024-21626 class);
         # err_w is CLOEXEC and must stay open until execve to report a failure.
         close_fds_except({err_w})
@@ -203,33 +206,29 @@ def _read_exec_error(err_r: int) -> int:
 
 
 class _Io:
-    """The parent's side of the hook's stdin and stdout, driven by one poll loop."""
+    """The parent's side of the hook's stdin, stdout and stderr, driven by one poll loop."""
 
-    def __init__(self, stdin_w: int, stdout_r: int, payload: bytes) -> None:
+    def __init__(self, stdin_w: int, stdout_r: int, stderr_r: int, payload: bytes) -> None:
         self.stdin_w: int | None = stdin_w
-        self.stdout_r: int | None = stdout_r
+        # Each open output pipe and what was kept of it; stdout and stderr, in that order.
+        self.outputs: dict[int, bytearray] = {stdout_r: bytearray(), stderr_r: bytearray()}
+        self.kept = list(self.outputs.values())
         self.pending = memoryview(payload)
-        self.output = bytearray()
-        os.set_blocking(stdin_w, False)
-        os.set_blocking(stdout_r, False)
+        for fd in (stdin_w, stdout_r, stderr_r):
+            os.set_blocking(fd, False)
         if not payload:
             self.close_stdin()
 
     def register(self, poller: select.poll) -> None:
         if self.stdin_w is not None:
             poller.register(self.stdin_w, select.POLLOUT)
-        if self.stdout_r is not None:
-            poller.register(self.stdout_r, select.POLLIN)
+        for fd in self.outputs:
+            poller.register(fd, select.POLLIN)
 
     def close_stdin(self) -> None:
         if self.stdin_w is not None:
             os.close(self.stdin_w)
             self.stdin_w = None
-
-    def close_stdout(self) -> None:
-        if self.stdout_r is not None:
-            os.close(self.stdout_r)
-            self.stdout_r = None
 
     def feed(self, poller: select.poll) -> None:
         """Write what the pipe takes; a hook that exits or closes stdin early is not an error."""
@@ -245,32 +244,42 @@ class _Io:
             poller.unregister(self.stdin_w)
             self.close_stdin()
 
-    def drain(self, poller: select.poll | None) -> None:
+    def drain(self, fd: int, poller: select.poll | None) -> None:
         """Read what is available; keep only the excerpt but never let the pipe fill up."""
-        while self.stdout_r is not None:
+        kept = self.outputs[fd]
+        while True:
             try:
-                chunk = os.read(self.stdout_r, _CHUNK)
+                chunk = os.read(fd, _CHUNK)
             except BlockingIOError:
                 return
             if not chunk:
                 if poller is not None:
-                    poller.unregister(self.stdout_r)
-                self.close_stdout()
+                    poller.unregister(fd)
+                del self.outputs[fd]
+                os.close(fd)
                 return
-            room = _EXCERPT - len(self.output)
+            room = _EXCERPT - len(kept)
             if room > 0:
-                self.output += chunk[:room]
+                kept += chunk[:room]
+
+    def drain_all(self) -> None:
+        for fd in list(self.outputs):
+            self.drain(fd, None)
 
     def close(self) -> None:
         self.close_stdin()
-        self.close_stdout()
+        for fd in self.outputs:
+            os.close(fd)
+        self.outputs.clear()
 
-    def excerpt(self) -> str:
-        return bytes(self.output).decode("utf-8", "replace").strip()
+    def excerpts(self) -> tuple[str, str]:
+        """stdout and stderr, each on one line: our errors are one line (Go's keep newlines)."""
+        out, err = (" ".join(bytes(k).decode("utf-8", "replace").split("\n")).strip() for k in self.kept)
+        return out, err
 
 
 def _wait(pidfd: int, io: _Io, timeout: int | None) -> bool:
-    """Pump stdin/stdout until the hook exits; return False if the deadline passed first."""
+    """Pump stdin/stdout/stderr until the hook exits; return False if the deadline passed first."""
     deadline = None if timeout is None else time.monotonic() + timeout
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
@@ -285,37 +294,46 @@ def _wait(pidfd: int, io: _Io, timeout: int | None) -> bool:
         for fd, _ in poller.poll(wait_ms):
             if fd == pidfd:
                 # A pidfd polls readable once the process has exited (pidfd_open(2)).
-                io.drain(None)
+                io.drain_all()
                 return True
             if fd == io.stdin_w:
                 io.feed(poller)
-            elif fd == io.stdout_r:
-                io.drain(poller)
+            elif fd in io.outputs:
+                io.drain(fd, poller)
 
 
-def _describe_status(status: int, output: str) -> str:
+def _describe_status(status: int) -> str:
+    """A wait status as Go's os.ProcessState.String() prints it (runc's hook errors quote it)."""
     if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    text = f"exit status {os.waitstatus_to_exitcode(status)}"
-    return f"{text}: {output}" if output else text
+        text = f"signal: {go_signal_text(os.WTERMSIG(status))}"
+    else:
+        text = f"exit status {os.WEXITSTATUS(status)}"
+    return text + " (core dumped)" if os.WCOREDUMP(status) else text
 
 
 def _run_one(prep: _Prepared, hook: Hook, payload: bytes) -> str | None:
-    """Run one hook to completion; return a failure description, or None on success."""
+    """Run one hook to completion; return a failure description, or None on success.
+
+    The texts are runc's (libcontainer/configs Command.Run, which quotes Go's errors):
+    ``fork/exec PATH: REASON``, ``exit status 1, stdout: ..., stderr: ...``,
+    ``signal: killed, stdout: ..., stderr: ...``, ``hook ran past specified timeout of 1.0s``.
+    """
     stdin_r, stdin_w = _pipe_above_stdio()
     stdout_r, stdout_w = _pipe_above_stdio()
+    stderr_r, stderr_w = _pipe_above_stdio()
     err_r, err_w = _pipe_above_stdio()
+    ends = (stdin_r, stdin_w, stdout_r, stdout_w, stderr_r, stderr_w, err_r, err_w)
     try:
         pid = os.fork()
     except BaseException:
-        for fd in (stdin_r, stdin_w, stdout_r, stdout_w, err_r, err_w):
+        for fd in ends:
             os.close(fd)
         raise
     if pid == 0:
-        _child(prep, stdin_r, stdout_w, err_w)
-    for fd in (stdin_r, stdout_w, err_w):
+        _child(prep, stdin_r, stdout_w, stderr_w, err_w)
+    for fd in (stdin_r, stdout_w, stderr_w, err_w):
         os.close(fd)
-    io = _Io(stdin_w, stdout_r, payload)
+    io = _Io(stdin_w, stdout_r, stderr_r, payload)
     reaped = False
     pidfd = -1
     try:
@@ -323,13 +341,16 @@ def _run_one(prep: _Prepared, hook: Hook, payload: bytes) -> str | None:
         if exec_errno:
             os.waitpid(pid, 0)
             reaped = True
-            return os.strerror(exec_errno).lower()
+            return f"fork/exec {hook.path}: {os.strerror(exec_errno).lower()}"
         pidfd = os.pidfd_open(pid)
         if not _wait(pidfd, io, hook.timeout):
-            return f"timed out after {hook.timeout}s"
+            return f"hook ran past specified timeout of {hook.timeout:.1f}s"
         _, status = os.waitpid(pid, 0)
         reaped = True
-        return None if status == 0 else _describe_status(status, io.excerpt())
+        if status == 0:
+            return None
+        stdout, stderr = io.excerpts()
+        return f"{_describe_status(status)}, stdout: {stdout}, stderr: {stderr}"
     finally:
         if not reaped:
             # Timeout or an exception in the parent: never leave the hook running or a zombie.
@@ -344,7 +365,8 @@ def _run_one(prep: _Prepared, hook: Hook, payload: bytes) -> str | None:
 def run_hooks(kind: str, hooks: Sequence[Hook], state: dict, *, cwd: str | None = None) -> None:
     """Run ``hooks`` in order with ``state`` as JSON on stdin; raise HookError on the first failure.
 
-    Hooks are numbered from 0 in messages, as runc does ("prestart hook #0 (/bin/x): ...").
+    Hooks are numbered from 0 in messages, worded as runc's ("error running prestart hook #0:
+    exit status 1, stdout: ..., stderr: ...").
     """
     if not hooks:
         return
@@ -357,7 +379,7 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: dict, *, cwd: str | None 
         for i, (hook, prep) in enumerate(zip(hooks, prepared, strict=True)):
             failure = _run_one(prep, hook, payload)
             if failure is not None:
-                raise HookError(f"{kind} hook #{i} ({hook.path}): {failure}")
+                raise HookError(f"error running {kind} hook #{i}: {failure}")
     finally:
         # None means a handler installed outside Python, which we cannot restore from here.
         if previous is not None:

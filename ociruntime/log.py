@@ -2,7 +2,9 @@
 
 Clients read this file back (CLIENTS.md): containerd keeps the last line whose level is
 ``error``; podman reads it as one JSON object.  So an error is exactly one line, appended.
-On success nothing is printed to stdout/stderr: the caller's stdio belongs to the container.
+JSON lines are written as Go's encoding/json (logrus's JSONFormatter) writes them: compact.
+On success nothing is printed to stdout/stderr: the caller's stdio belongs to the container,
+unless ``--debug`` asked for debug lines and there is no ``--log`` file to take them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import os
 import sys
 import time
+
+from ociruntime import gojson
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -48,7 +52,7 @@ class Logger:
 
     def _line(self, level: str, msg: str) -> str:
         if self.fmt == "json":
-            return json.dumps({"level": level, "msg": msg, "time": self._now()}) + "\n"
+            return gojson.dumps({"level": level, "msg": msg, "time": self._now()}) + "\n"
         return f'time="{self._now()}" level={level} msg={json.dumps(msg)}\n'
 
     def _append(self, line: str) -> bool:
@@ -67,15 +71,23 @@ class Logger:
     def log(self, level: str, msg: str) -> None:
         if level == "debug" and not self.debug_enabled:
             return
-        logged = self._append(self._line(level, msg))
+        line = self._line(level, msg)
+        logged = self._append(line)
         # Errors always reach stderr (clients show it); warnings only when there is no log file,
-        # so a successful create prints nothing on the caller's stdio.
+        # so a successful create prints nothing on the caller's stdio.  Debug lines without a
+        # log file go to stderr whole (time, level), where runc's logger writes by default.
         if level == "error" or (level == "warning" and not logged):
-            try:
-                sys.stderr.write(f"{'' if level == 'error' else level + ': '}{msg}\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass
+            self._stderr(f"{'' if level == 'error' else level + ': '}{msg}\n")
+        elif level == "debug" and not logged:
+            self._stderr(line)
+
+    @staticmethod
+    def _stderr(text: str) -> None:
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def error(self, msg: str) -> None:
         self.log("error", msg)

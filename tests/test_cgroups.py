@@ -316,7 +316,7 @@ def test_effective_rules_append_runc_defaults() -> None:
     "bad",
     [
         [{"allow": True, "type": "p"}],
-        [{"allow": True, "access": "rwx"}],
+        [{"allow": True, "access": 7}],
         [{"allow": "yes"}],
         [{"type": "c"}],
         [{"allow": True, "major": 1.5}],
@@ -326,6 +326,21 @@ def test_effective_rules_append_runc_defaults() -> None:
 def test_device_rules_validated(bad: object) -> None:
     with pytest.raises(ConfigError, match=r"linux\.resources\.devices"):
         devices.parse_rules(bad)
+
+
+def test_device_access_unknown_letters_ignored_with_a_warning() -> None:
+    # The official schema allows any string; runc reads it as a set of r, w, m.
+    warnings: list[str] = []
+    rules = devices.parse_rules([
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "wxr"},
+        {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "mmrr"},
+        {"allow": False, "type": "c", "major": 1, "minor": 7, "access": "xyz"},
+    ], warnings.append)
+    assert [r.v1_line() for r in rules] == ["c 1:3 rw", "c 1:5 rm"]
+    assert warnings == [
+        'linux.resources.devices[0].access: unknown access "x" ignored, "rw" is used',
+        'linux.resources.devices[2].access: unknown access "xyz" ignored, the rule has no effect',
+    ]
 
 
 def test_allows_everything() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,32 @@ def test_help_and_usage() -> None:
     assert p.returncode == 1 and p.stderr.count(b"\n") == 1
     p = cli("--log-format", "xml", "list")
     assert p.returncode == 1 and b"log format" in p.stderr
+
+
+def _record(root: Path, cid: str, annotations: dict[str, str]) -> None:
+    from ociruntime.state.proc import start_time
+    from ociruntime.state.store import Record, Store
+
+    with Store(str(root)).create(cid) as cdir:
+        cdir.save(Record(id=cid, bundle=f"/b/{cid}", rootfs=f"/b/{cid}/rootfs",
+                         created="2026-01-02T03:04:05.5Z", pid=os.getpid(),
+                         pid_start=start_time(os.getpid()) or 0, owner="root",
+                         oci_version="1.3.0", annotations=annotations))
+
+
+def test_list_json_is_runc_s_encoding(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    p = cli("--root", str(root), "list", "--format", "json")
+    # no containers: runc encodes a nil slice
+    assert p.returncode == 0 and p.stdout == b"null\n", p.stderr
+    _record(root, "c1", {})
+    _record(root, "c2", {"org.example/a<b>": "x&y"})
+    p = cli("--root", str(root), "list", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    pid = os.getpid()
+    assert p.stdout.decode() == (
+        f'[{{"ociVersion":"1.3.0","id":"c1","pid":{pid},"status":"running","bundle":"/b/c1",'
+        '"rootfs":"/b/c1/rootfs","created":"2026-01-02T03:04:05.5Z","owner":"root"},'
+        f'{{"ociVersion":"1.3.0","id":"c2","pid":{pid},"status":"running","bundle":"/b/c2",'
+        '"rootfs":"/b/c2/rootfs","created":"2026-01-02T03:04:05.5Z",'
+        '"annotations":{"org.example/a\\u003cb\\u003e":"x\\u0026y"},"owner":"root"}]\n')

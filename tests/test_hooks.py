@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ociruntime import hooks
 from ociruntime.errors import ConfigError, HookError
 from ociruntime.hooks import HOOK_KINDS, Hook, parse_hooks, run_hooks
 
@@ -132,28 +133,51 @@ def test_cwd(tmp_path: Path) -> None:
     assert out.read_text().strip() == str(tmp_path)
 
 
-def test_exit_status_with_stdout_excerpt() -> None:
+def test_exit_status_with_stdout_and_stderr() -> None:
     with pytest.raises(HookError) as info:
-        run_hooks("createRuntime", [sh_hook("true"), sh_hook("echo boom; exit 3")], STATE)
-    assert str(info.value) == "createRuntime hook #1 (/bin/sh): exit status 3: boom"
+        run_hooks("createRuntime", [sh_hook("true"), sh_hook("echo boom; echo bang >&2; exit 3")], STATE)
+    assert str(info.value) == "error running createRuntime hook #1: exit status 3, stdout: boom, stderr: bang"
 
 
-def test_stdout_excerpt_is_bounded() -> None:
+def test_output_is_one_line() -> None:
     with pytest.raises(HookError) as info:
-        run_hooks("prestart", [sh_hook("head -c 200000 /dev/zero | tr '\\0' a; exit 1")], STATE)
-    assert str(info.value) == "prestart hook #0 (/bin/sh): exit status 1: " + "a" * 512
+        run_hooks("prestart", [sh_hook("printf 'a\\nb\\n'; exit 1")], STATE)
+    assert str(info.value) == "error running prestart hook #0: exit status 1, stdout: a b, stderr: "
 
 
-def test_killed_by_signal() -> None:
-    with pytest.raises(HookError, match=r"poststop hook #0 \(/bin/sh\): killed by signal 9$"):
-        run_hooks("poststop", [sh_hook("kill -9 $$")], STATE)
+def test_output_excerpt_is_bounded() -> None:
+    script = "head -c 200000 /dev/zero | tr '\\0' a; head -c 100000 /dev/zero | tr '\\0' b >&2; exit 1"
+    with pytest.raises(HookError) as info:
+        run_hooks("prestart", [sh_hook(script)], STATE)
+    assert str(info.value) == ("error running prestart hook #0: exit status 1, stdout: " + "a" * 512
+                               + ", stderr: " + "b" * 512)
+
+
+@pytest.mark.parametrize(("sig", "text"), [
+    (signal.SIGKILL, "killed"),
+    (signal.SIGTERM, "terminated"),
+    (signal.SIGHUP, "hangup"),
+    (signal.SIGUSR1, "user defined signal 1"),
+    (signal.SIGRTMIN + 2, "signal 36"),
+])
+def test_killed_by_signal(sig: int, text: str) -> None:
+    with pytest.raises(HookError) as info:
+        run_hooks("poststop", [sh_hook(f"echo out; echo err >&2; kill -{int(sig)} $$")], STATE)
+    assert str(info.value) == f"error running poststop hook #0: signal: {text}, stdout: out, stderr: err"
+
+
+def test_wait_status_texts_are_go_s() -> None:
+    # Raw wait statuses (wait(2) encoding): a core dump sets 0x80, as Go's "(core dumped)" reports.
+    assert hooks._describe_status(6 | 0x80) == "signal: aborted (core dumped)"
+    assert hooks._describe_status(11) == "signal: segmentation fault"
+    assert hooks._describe_status(2 << 8) == "exit status 2"
 
 
 def test_timeout_kills_hook(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     with pytest.raises(HookError) as info:
         run_hooks("prestart", [sh_hook(f"echo $$ > {pidfile}; exec sleep 10", timeout=1)], STATE)
-    assert str(info.value) == "prestart hook #0 (/bin/sh): timed out after 1s"
+    assert str(info.value) == "error running prestart hook #0: hook ran past specified timeout of 1.0s"
     pid = int(pidfile.read_text())
     # The hook was killed and reaped: its pid is no longer our child.
     with pytest.raises(ChildProcessError):
@@ -164,15 +188,17 @@ def test_missing_binary(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
     with pytest.raises(HookError) as info:
         run_hooks("startContainer", [Hook(missing, (), (), None)], STATE)
-    assert str(info.value) == f"startContainer hook #0 ({missing}): no such file or directory"
+    assert str(info.value) == ("error running startContainer hook #0: "
+                               f"fork/exec {missing}: no such file or directory")
 
 
 def test_not_executable(tmp_path: Path) -> None:
     script = tmp_path / "plain"
     script.write_text("#!/bin/sh\n")
     script.chmod(0o644)
-    with pytest.raises(HookError, match=r"permission denied$"):
+    with pytest.raises(HookError) as info:
         run_hooks("prestart", [Hook(str(script), (), (), None)], STATE)
+    assert str(info.value) == f"error running prestart hook #0: fork/exec {script}: permission denied"
 
 
 def test_first_failure_stops_the_list(tmp_path: Path) -> None:
@@ -186,7 +212,7 @@ def _failure_report(hook: Hook) -> list[str]:
     """Run a hook that must fail and return the words of its stdout excerpt."""
     with pytest.raises(HookError) as info:
         run_hooks("prestart", [hook], STATE)
-    return str(info.value).split("exit status ", 1)[1].split(": ", 1)[1].split()
+    return str(info.value).split(", stdout: ", 1)[1].split(", stderr: ", 1)[0].split()
 
 
 def test_signals_reset_and_fds_closed() -> None:
@@ -248,7 +274,7 @@ def test_runs_with_imports_blocked(tmp_path: Path) -> None:
         message = f.read().decode()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, message
-    assert message == "startContainer hook #0 (/bin/sh): exit status 4: nope"
+    assert message == "error running startContainer hook #0: exit status 4, stdout: nope, stderr: "
     assert json.loads(out.read_text()) == STATE
 
 

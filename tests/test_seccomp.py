@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from ociruntime.errors import ConfigError
+from ociruntime.errors import ConfigError, OCIError
 from ociruntime.linux import seccomp as lsec
 from ociruntime.linux.libc import LIBC, check, syscall
 from ociruntime.seccomp import compile as sc
@@ -164,6 +164,9 @@ def test_unknown_syscall_warns_and_is_skipped() -> None:
         ({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/x.sock"}, "default action"),
         ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]},
          "listenerPath"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/x.sock",
+          "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_NOTIFY"}]},
+         "^seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall$"),
     ],
 )  # fmt: skip
 def test_invalid_profiles_are_config_errors(profile: dict[str, Any], match: str) -> None:
@@ -172,7 +175,9 @@ def test_invalid_profiles_are_config_errors(profile: dict[str, Any], match: str)
 
 
 def test_rule_equal_to_default_action_is_skipped() -> None:
-    base = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+    # getrandom (318) stays the newest syscall named, so the ENOSYS stub is the same in all three.
+    base = {"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["read", "getrandom"], "action": "SCMP_ACT_ALLOW"}]}
     same = {**base, "syscalls": [*base["syscalls"], {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
                                                      "errnoRet": errno.EPERM}]}  # fmt: skip
     other = {**base, "syscalls": [*base["syscalls"], {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
@@ -302,6 +307,90 @@ def test_kill_action_dies_by_sigsys(action: str) -> None:
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS
 
 
+SYS_PIDFD_OPEN = 434
+SYS_OPENAT2 = 437
+SYS_FUTEX_WAITV = 449
+SYS_BEYOND_ANY = 1000
+
+
+def _raw_errno(nr: int, *args: int) -> int:
+    """errno of a raw syscall (0 if it succeeded); arguments that make it fail harmlessly."""
+    return ctypes.get_errno() if syscall(nr, *args) == -1 else 0
+
+
+@pytest.mark.root
+def test_syscalls_newer_than_the_profile_get_enosys(tmp_path: Path) -> None:
+    # runc's patchbpf stub: above the newest syscall the profile names (here openat2, 437),
+    # ENOSYS; at or below it the filter decides: the default EPERM or a rule's own errno.
+    rule = {"names": ["openat2"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EXDEV}
+    compiled = _compile(_allowlist(None, rule))
+    target = tmp_path / "d"
+
+    def probe() -> list[int]:
+        return [
+            _errno_of(os.mkdir, target),
+            _raw_errno(SYS_PIDFD_OPEN, os.getpid(), 0),
+            _raw_errno(SYS_OPENAT2, -1, 0, 0, 0),
+            _raw_errno(SYS_FUTEX_WAITV, 0, 0, 0, 0, 0),
+            _raw_errno(SYS_BEYOND_ANY),
+        ]
+
+    result, status = _in_child(compiled, probe)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert result == [errno.EPERM, errno.EPERM, errno.EXDEV, errno.ENOSYS, errno.ENOSYS]
+
+
+@pytest.mark.root
+def test_enosys_stub_also_under_a_kill_default() -> None:
+    # Only allow, log and trace defaults go without the stub: a new syscall must not kill.
+    profile = {**_allowlist(None), "defaultAction": "SCMP_ACT_KILL_PROCESS"}
+    result, status = _in_child(_compile(profile), lambda: _raw_errno(SYS_PIDFD_OPEN, os.getpid(), 0))
+    assert os.WIFEXITED(status) and result == errno.ENOSYS
+
+
+@pytest.mark.parametrize(("profile", "stub"), [
+    ({"defaultAction": "SCMP_ACT_ERRNO"}, True),
+    ({"defaultAction": "SCMP_ACT_KILL"}, True),
+    ({"defaultAction": "SCMP_ACT_TRAP"}, True),
+    ({"defaultAction": "SCMP_ACT_ALLOW"}, False),
+    ({"defaultAction": "SCMP_ACT_LOG"}, False),
+    ({"defaultAction": "SCMP_ACT_TRACE"}, False),
+    ({"defaultAction": "SCMP_ACT_TRACE", "defaultErrnoRet": 5}, False),
+    ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": errno.ENOSYS}, False),
+])
+def test_enosys_stub_only_when_the_default_blocks(profile: dict[str, Any], stub: bool) -> None:
+    import pyseccomp
+
+    plan = sc._plan({**profile, "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_TRAP"
+                                              if profile["defaultAction"] != "SCMP_ACT_TRAP"
+                                              else "SCMP_ACT_ALLOW"}]})
+    code = sc._enosys_stub(pyseccomp, plan)
+    assert bool(code) == stub
+    if stub:
+        insns = [sc._INSN.unpack_from(code, i) for i in range(0, len(code), sc._INSN.size)]
+        assert insns == [
+            (0x20, 0, 0, 4),  # ld arch
+            (0x15, 1, 0, 0xC000003E),  # jeq AUDIT_ARCH_X86_64 -> its section
+            (0x05, 0, 0, 4),  # ja filter (any other arch)
+            (0x20, 0, 0, 0),  # ld nr
+            (0x45, 2, 0, 0x40000000),  # jset x32 bit -> filter (the profile has no x32)
+            (0x25, 0, 1, 83),  # jgt mkdir -> ENOSYS, else filter
+            (0x06, 0, 0, 0x50000 | errno.ENOSYS),  # ret ERRNO(ENOSYS)
+        ]
+
+
+def test_enosys_stub_per_architecture() -> None:
+    import pyseccomp
+
+    plan = sc._plan({"defaultAction": "SCMP_ACT_ERRNO",
+                     "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+                     "syscalls": [{"names": ["read", "getrandom"], "action": "SCMP_ACT_ALLOW"}]})
+    assert sc._newest_syscalls(pyseccomp, plan) == {
+        0xC000003E: {"native": 318, "x32": 0x40000000 | 318},
+        0x40000003: {"native": 355},  # i386's getrandom
+    }
+
+
 @pytest.mark.root
 def test_podman_default_profile_in_child() -> None:
     path = CORPUS / "podman-default.json"
@@ -402,13 +491,18 @@ def test_send_listener_delivers_state_and_fd(tmp_path: Path) -> None:
             os.close(fd)
 
 
-def test_send_listener_missing_socket_names_path(tmp_path: Path) -> None:
+def test_send_listener_missing_agent_worded_as_runc(tmp_path: Path) -> None:
     missing = str(tmp_path / "nobody.sock")
-    with pytest.raises(OSError) as info:
+    with pytest.raises(OCIError) as info:
         send_listener(0, missing, {"pid": 1}, "")
-    assert info.value.errno == errno.ENOENT
-    assert info.value.filename == missing
-    assert str(info.value.strerror).startswith("connect:")
+    assert str(info.value) == ("failed to connect with seccomp agent specified in the seccomp profile: "
+                               f"dial unix {missing}: connect: no such file or directory")
+    # A socket file nobody listens on any more: connection refused.
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(stale))
+    with pytest.raises(OCIError, match=f"dial unix {stale}: connect: connection refused$"):
+        send_listener(0, str(stale), {"pid": 1}, "")
 
 
 # ---- cache -----------------------------------------------------------------------------------------

@@ -109,6 +109,37 @@ def test_device_file_mode_malformed_rejected(mode: object) -> None:
         schema.validate(minimal(devices=[device(mode)]))
 
 
+def resource_rule(access: object) -> dict[str, object]:
+    return minimal(resources={"devices": [{"allow": True, "access": access}]})
+
+
+@pytest.mark.parametrize("access", ["rwm", "", "rrw", "rwx", "x", "RWM", "wr m"])
+def test_device_rule_access_any_string_accepted(access: str) -> None:
+    """defs-linux.json DeviceCgroup.access is a plain string (no pattern)."""
+    schema.validate(resource_rule(access))
+
+
+@pytest.mark.parametrize("access", [7, None, ["r"]])
+def test_device_rule_access_non_string_rejected(access: object) -> None:
+    with pytest.raises(ConfigError, match=r"^config\.json: linux\.resources\.devices\[0\]\.access: "):
+        schema.validate(resource_rule(access))
+
+
+def test_official_schema_agrees_on_device_access() -> None:
+    import jsonschema
+    import referencing
+    from referencing.jsonschema import DRAFT4
+
+    if not OFFICIAL.is_dir():
+        pytest.skip("/work/shared not available")
+    resources = [(p.name, DRAFT4.create_resource(json.loads(p.read_text()))) for p in OFFICIAL.glob("*.json")]
+    registry = referencing.Registry().with_resources(resources)
+    validator = jsonschema.Draft4Validator(registry.contents("config-schema.json"), registry=registry)
+    for access in ("rwx", "", "x"):
+        assert validator.is_valid(resource_rule(access))
+    assert not validator.is_valid(resource_rule(7))
+
+
 @pytest.mark.parametrize(
     "mode", ["private", "shared", "slave", "unbindable", "rprivate", "rshared", "rslave", "runbindable"]
 )
@@ -244,3 +275,9 @@ def test_importing_spec_modules_does_not_import_jsonschema() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_config_keys_are_case_sensitive() -> None:
+    """README: runc's Go decoder folds case ("pagesize" fills pageSize); the spec's keys do not."""
+    with pytest.raises(ConfigError, match=r"hugepageLimits\[0\]: 'pageSize' is a required property"):
+        schema.validate(minimal(resources={"hugepageLimits": [{"pagesize": "2MB", "limit": 0}]}))

@@ -8,6 +8,7 @@ writer starts from "deny everything" so that the rules, applied in order, are th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ociruntime.cgroups import files
@@ -66,8 +67,21 @@ def _id(d: dict[str, Any], key: str, where: str) -> int | None:
     return None if v is None or v == -1 else v
 
 
-def parse_rules(devices: Any) -> list[Rule]:
-    """Validate the spec's rule list; absent type means ``a``, absent access ``rwm``."""
+def split_access(access: str) -> tuple[str, str]:
+    """The r, w, m of ``access`` in that order, and its other letters.
+
+    The schema allows any string; runc reads it as a set of r, w, m and ignores anything else
+    (cgroups devices/config ``Permissions.toSet``), so repeats and unknown letters do no harm.
+    """
+    return "".join(c for c in "rwm" if c in access), "".join(c for c in access if c not in "rwm")
+
+
+def parse_rules(devices: Any, warn: Callable[[str], None] | None = None) -> list[Rule]:
+    """Validate the spec's rule list; absent type means ``a``, absent access ``rwm``.
+
+    Unknown access letters are dropped (``warn`` hears of them); a rule left with no access
+    allows or denies nothing and is skipped.
+    """
     rules: list[Rule] = []
     for i, d in enumerate(as_list(devices, "linux.resources.devices")):
         where = f"linux.resources.devices[{i}]"
@@ -79,11 +93,19 @@ def parse_rules(devices: Any) -> list[Rule]:
         typ = opt_str(d, "type", where) or "a"
         if typ not in ("a", "b", "c"):
             raise ConfigError(f'{where}.type: "{typ}" is not one of a, b, c')
-        access = opt_str(d, "access", where) or "rwm"
-        if not access or any(c not in "rwm" for c in access) or len(set(access)) != len(access):
-            raise ConfigError(f'{where}.access: "{access}" must be made of r, w, m')
+        access, unknown = split_access(opt_str(d, "access", where) or "rwm")
+        if unknown and warn is not None:
+            warn(access_warning(f"{where}.access", unknown, access))
+        if not access:
+            continue
         rules.append(Rule(allow, typ, _id(d, "major", where), _id(d, "minor", where), access))
     return rules
+
+
+def access_warning(where: str, unknown: str, kept: str) -> str:
+    """The one warning for unknown access letters (create's config check and ``update``)."""
+    effect = f'"{kept}" is used' if kept else "the rule has no effect"
+    return f'{where}: unknown access "{unknown}" ignored, {effect}'
 
 
 def effective_rules(devices: Any) -> list[Rule]:

@@ -2,8 +2,9 @@
 
 Why not argparse: runc's clients use Go conventions that argparse does not accept — single-dash
 long options (``-no-subreaper``), boolean flags written ``--detach=true`` — and flag parsing stops
-at the first positional argument (``exec ID sh -c ...`` must not eat ``-c``).  This parser is a
-table of ``Flag`` definitions per command and costs nothing to import.
+at the first positional argument (``exec ID sh -c ...`` must not eat ``-c``); ``reorder_args``
+first moves a command's own flags in front, as runc's urfave/cli v1 does (``delete ID --force``).
+This parser is a table of ``Flag`` definitions per command and costs nothing to import.
 """
 
 from __future__ import annotations
@@ -112,6 +113,43 @@ def parse(argv: list[str], flags: list[Flag], *, stop_at_positional: bool = True
         else:
             out.opts[f.dest] = value
     return out
+
+
+def _names_flag(arg: str, table: set[str]) -> bool:
+    """Whether ``arg`` spells one of the command's own flags (``-x``, ``--name``, ``--name=v``)."""
+    if arg in ("-", "--") or not arg.startswith("-"):
+        return False
+    return arg.lstrip("-").partition("=")[0] in table
+
+
+def reorder_args(argv: list[str], flags: list[Flag]) -> list[str]:
+    """Move the command's own flags in front of its positional arguments, as runc does.
+
+    runc's commands (urfave/cli v1 ``reorderArgs``; every command but ``exec`` and ``ps``, which
+    set ``SkipArgReorder``) accept flags after the container id: ``delete ID --force``,
+    ``update ID --memory 1M``.  The rules are cli's, quirks included: only names of this
+    command's flags move (an unknown ``-x`` stays a positional argument); a flag written
+    without ``=`` takes the next argument along unless that is a flag too, even a boolean one
+    (so ``kill ID --all KILL`` becomes ``--all KILL ID``: runc then reads KILL as the id);
+    nothing after ``--`` moves, and ``--`` goes in front of the positional arguments.
+    """
+    table = {name for f in flags for name in (f.name, *f.aliases)}
+    moved: list[str] = []
+    rest: list[str] = []
+    may_be_value = False
+    for i, arg in enumerate(argv):
+        if may_be_value and not _names_flag(arg, table):
+            may_be_value = False
+            moved.append(arg)
+        elif arg == "--":
+            rest = ["--", *rest, *argv[i + 1 :]]
+            break
+        elif _names_flag(arg, table):
+            moved.append(arg)
+            may_be_value = "=" not in arg
+        else:
+            rest.append(arg)
+    return moved + rest
 
 
 def usage_text(command: str, synopsis: str, flags: list[Flag]) -> str:

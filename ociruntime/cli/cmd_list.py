@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ociruntime.cli.args import Flag
@@ -26,7 +25,12 @@ def main(ctx: Context, argv: list[str]) -> int:
     if p.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif p.format == "json":
-        sys.stdout.write(json.dumps(states) + "\n")
+        from ociruntime import gojson
+        from ociruntime.lifecycle.query import list_entry
+
+        # runc encodes its slice with a json.Encoder: compact, one newline; no containers is a
+        # nil slice, which Go writes as null.
+        sys.stdout.write(gojson.dumps([list_entry(s) for s in states] or None) + "\n")
     elif p.format == "table":
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]) for s in states]

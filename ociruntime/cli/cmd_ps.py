@@ -14,7 +14,8 @@ FLAGS = [Flag("format", "str", aliases=("f",), default="table", help="select one
 
 
 def main(ctx: Context, argv: list[str]) -> int:
-    p = parse_command("ps", "[options] <container-id> [ps options]", argv, FLAGS, (1, 1 << 30))
+    # No reordering (runc's SkipArgReorder): whatever follows the id is for ps(1), `ps ID -f`.
+    p = parse_command("ps", "[options] <container-id> [ps options]", argv, FLAGS, (1, 1 << 30), reorder=False)
     if p is None:
         return 0
     if p.format not in ("table", "json"):

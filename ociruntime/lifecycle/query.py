@@ -13,6 +13,15 @@ def state(ctx: Context, container_id: str) -> dict:
         return rec.oci_state(cdir.status(rec))
 
 
+# runc's list.go containerState, in its field order (Go encodes struct fields in order).
+_LIST_KEYS = ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "annotations", "owner")
+
+
+def list_entry(st: dict) -> dict:
+    """One ``list --format json`` element: runc's keys and order; annotations are omitempty."""
+    return {k: st[k] for k in _LIST_KEYS if k != "annotations" or st.get(k)}
+
+
 def list_states(ctx: Context) -> list[dict]:
     out = []
     for cid in Store(ctx.root).ids():

@@ -228,6 +228,15 @@ def _validate_v2(memory: dict[str, Any], cpu: dict[str, Any], network: dict[str,
         raise v2.unsupported("network")
 
 
+def _warn_device_access(resources: dict[str, Any]) -> None:
+    """Unknown device access letters are ignored (as runc does): say so, for this update's rules
+    only (the merged ones include earlier updates', already warned about)."""
+    from ociruntime.cgroups import devices
+    from ociruntime.log import LOG
+
+    devices.parse_rules(resources.get("devices"), LOG.warning)
+
+
 # --- the state file -----------------------------------------------------------------------------
 def load_resources(cdir: ContainerDir) -> dict[str, Any]:
     """The merged resources of earlier updates; {} when there were none."""
@@ -275,6 +284,7 @@ def update(ctx: Context, container_id: str, resources: dict[str, Any]) -> None:
         manager = _manager(rec.cgroup)
         merged = merge(load_resources(cdir), resources)
         apply = to_apply(merged, resources)
+        _warn_device_access(resources)
         validate(merged, manager.mode)
         # The device rules stay as create set them unless this update brings its own: applying
         # devices rewrites the whole list (deny all, then the rules).

@@ -95,3 +95,48 @@ def signal_name(sig: int) -> str:
     if SIGRTMIN < sig < SIGRTMAX:
         return f"SIGRTMIN+{sig - SIGRTMIN}"
     return str(sig)
+
+
+# How Go prints a signal (syscall.Signal.String on linux, its strsignal-like table): runc's
+# messages say "signal: killed", so ours must use the same words.  Index = signal number.
+_GO_DESCRIPTIONS: tuple[str, ...] = (
+    "",
+    "hangup",
+    "interrupt",
+    "quit",
+    "illegal instruction",
+    "trace/breakpoint trap",
+    "aborted",
+    "bus error",
+    "floating point exception",
+    "killed",
+    "user defined signal 1",
+    "segmentation fault",
+    "user defined signal 2",
+    "broken pipe",
+    "alarm clock",
+    "terminated",
+    "stack fault",
+    "child exited",
+    "continued",
+    "stopped (signal)",
+    "stopped",
+    "stopped (tty input)",
+    "stopped (tty output)",
+    "urgent I/O condition",
+    "CPU time limit exceeded",
+    "file size limit exceeded",
+    "virtual timer expired",
+    "profiling timer expired",
+    "window changed",
+    "I/O possible",
+    "power failure",
+    "bad system call",
+)
+
+
+def go_signal_text(sig: int) -> str:
+    """A signal as Go's ``syscall.Signal.String()`` prints it ("killed"; "signal 34" beyond the table)."""
+    if 0 < sig < len(_GO_DESCRIPTIONS):
+        return _GO_DESCRIPTIONS[sig]
+    return f"signal {sig}"

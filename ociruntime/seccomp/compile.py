@@ -13,7 +13,9 @@ imported only on a cache miss: its import alone costs ~13 ms (it runs ``ldconfig
 Semantics follow runc's libcontainer/seccomp/seccomp_linux.go: unknown syscall names are warned
 about and skipped, rules whose action equals the default action are skipped (libseccomp refuses
 them), and a rule whose ``args`` repeat an index is split into one rule per argument (OR) instead
-of one rule with all conditions (AND).
+of one rule with all conditions (AND).  Like runc (libcontainer/seccomp/patchbpf), the program
+starts with a stub returning ENOSYS for syscalls newer than the profile knows: see
+``_enosys_stub``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hashlib
 import json
 import os
 import stat
+import struct
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -58,6 +61,10 @@ _ACTIONS: dict[str, int] = {
     "SCMP_ACT_NOTIFY": 0x7FC00000,
 }
 _NOTIFY = _ACTIONS["SCMP_ACT_NOTIFY"]
+# Default actions under which unknown syscalls already reach the kernel (or a tracer, which should
+# handle ENOSYS itself): runc's isAllowAction, no ENOSYS stub for them.
+_PERMISSIVE = (_ACTIONS["SCMP_ACT_ALLOW"], _ACTIONS["SCMP_ACT_LOG"], _RET_TRACE)
+_ENOSYS = 38
 # runc: ERRNO and TRACE without errnoRet return EPERM.
 _DEFAULT_ERRNO = 1
 _MAX_RET_DATA = 0xFFFF
@@ -98,7 +105,8 @@ _NR_SCMP_ERROR = -1
 # Profile keys that change the BPF bytes; flags and listener settings are applied at load time,
 # so two containers differing only in those share one cache entry.
 _BPF_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls")
-_CACHE_MAGIC = b"ociruntime-seccomp-cache 1\n"
+# Version 2: programs start with the ENOSYS stub; version-1 entries have none and must not be used.
+_CACHE_MAGIC = b"ociruntime-seccomp-cache 2\n"
 _CACHE_MAX_BYTES = 1 << 20
 
 
@@ -132,6 +140,9 @@ class _Plan:
     rules: tuple[_Rule, ...]
     flags: int
     notify: bool
+    # Every syscall the profile names, also in rules skipped as equal to the default action:
+    # they all count for the ENOSYS stub's "newest known syscall".
+    names: tuple[str, ...]
 
 
 class _Version(ctypes.Structure):
@@ -200,13 +211,19 @@ def _plan(seccomp: Mapping[str, Any]) -> _Plan:
     if default_action == _NOTIFY:
         # The kernel would stop the init on its very next syscall, before anyone holds the fd.
         raise ConfigError("seccomp: SCMP_ACT_NOTIFY cannot be used as the default action")
-    rules = tuple(_rule(entry, i, default_action) for i, entry in enumerate(_list(seccomp, "syscalls")))
+    entries = _list(seccomp, "syscalls")
+    rules = tuple(_rule(entry, i, default_action) for i, entry in enumerate(entries))
     rules = tuple(r for r in rules if r is not None)
     notify = any(r.action == _NOTIFY for r in rules)
+    if any(r.action == _NOTIFY and "write" in r.names for r in rules):
+        # runc's rule: the init reports the listener fd to the parent with write(2); trapped,
+        # that write would wait for an agent that can only get the fd through it.
+        raise ConfigError("seccomp: SCMP_ACT_NOTIFY cannot be used for the write syscall")
     if notify and not _str_field(seccomp, "listenerPath"):
         raise ConfigError("seccomp: SCMP_ACT_NOTIFY requires linux.seccomp.listenerPath")
     arches = tuple(_arch(a) for a in _list(seccomp, "architectures"))
-    return _Plan(default_action, arches, rules, _flags(seccomp, notify), notify)
+    names = tuple(name for entry in entries for name in entry["names"])
+    return _Plan(default_action, arches, rules, _flags(seccomp, notify), notify, names)
 
 
 def _action(name: object, errno_ret: int | None, what: str) -> int:
@@ -331,7 +348,9 @@ def _build_bpf(plan: _Plan) -> tuple[bytes, tuple[str, ...]]:
                     warnings.append(f'seccomp: unknown syscall "{name}", ignored')
             if resolved[name] != _NR_SCMP_ERROR:
                 _add_rule(pyseccomp, filt, rule, name, resolved[name])
-    return _export(filt), tuple(warnings)
+    bpf = _enosys_stub(pyseccomp, plan) + _export(filt)
+    validate_program(bpf)
+    return bpf, tuple(warnings)
 
 
 def _add_arch(pyseccomp: Any, filt: Any, name: str, warnings: list[str]) -> None:
@@ -357,6 +376,103 @@ def _add_rule(pyseccomp: Any, filt: Any, rule: _Rule, name: str, nr: int) -> Non
             filt.add_rule(rule.action, nr, *args)
         except OSError as exc:
             raise ConfigError(describe_oserror(exc, f"seccomp: add rule for syscall {name}")) from exc
+
+
+# ---- the ENOSYS stub ------------------------------------------------------------------------------
+#
+# A container's libc may try a syscall newer than the profile (clone3, openat2, ...) and fall back
+# to an older one only on ENOSYS; the default action's EPERM (or a kill) would break it.  runc
+# therefore puts a classic-BPF prefix in front of libseccomp's program (patchbpf/enosys_linux.go),
+# and so do we, with runc's rule: unless the default action lets unknown syscalls through (allow,
+# log, trace), a syscall numbered above the highest one the profile names (for that
+# architecture: the profile's architectures plus the native one) returns ENOSYS.  Every syscall
+# the profile names is at or below that number, so its own rule still decides.  Explicit rules
+# per number could not cover syscalls libseccomp itself does not know yet; a prefix covers all.
+# x86_64 and x32 share one AUDIT_ARCH and differ by bit 30 of the number; on s390(x) an unknown
+# syscall arrives as number 0 (the setup(2) multiplexer), which gets ENOSYS as well.
+
+# struct seccomp_data offsets and the classic BPF opcodes the stub uses (linux/filter.h).
+_SECCOMP_DATA_NR = 0
+_SECCOMP_DATA_ARCH = 4
+_BPF_LD_W_ABS = 0x20
+_BPF_JEQ_K = 0x15
+_BPF_JGT_K = 0x25
+_BPF_JSET_K = 0x45
+_BPF_JA = 0x05
+_BPF_RET_K = 0x06
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_X32_SYSCALL_BIT = 0x40000000
+_INSN = struct.Struct("=HBBI")  # struct sock_filter, native byte order like seccomp_export_bpf
+
+# (opcode, jump-if-true label, jump-if-false label, k); labels become relative offsets.
+_Insn = tuple[int, str | None, str | None, int]
+
+
+def _newest_syscalls(pyseccomp: Any, plan: _Plan) -> dict[int, dict[str, int]]:
+    """AUDIT_ARCH -> {"native"/"x32": highest syscall number the profile names}."""
+    tokens = {pyseccomp.system_arch()}
+    for name in plan.arches:
+        token = getattr(pyseccomp.Arch, name.removeprefix("SCMP_ARCH_"), None)
+        if token is not None:
+            tokens.add(int(token))
+    newest: dict[int, dict[str, int]] = {}
+    for token in sorted(tokens):
+        # Negative numbers are libseccomp's pseudo-syscalls (and -1 "unknown"): not real numbers.
+        numbers = [n for n in (pyseccomp.resolve_syscall(token, s) for s in set(plan.names)) if n >= 0]
+        if not numbers:
+            continue
+        # SCMP_ARCH_X32 is a libseccomp-only token: the kernel reports x32 as AUDIT_ARCH_X86_64.
+        x32 = token == int(pyseccomp.Arch.X32)
+        audit = _AUDIT_ARCH_X86_64 if x32 else token
+        newest.setdefault(audit, {})["x32" if x32 else "native"] = max(numbers)
+    return newest
+
+
+def _enosys_stub(pyseccomp: Any, plan: _Plan) -> bytes:
+    """The prefix program; empty when the default action makes it pointless."""
+    base = plan.default_action & 0xFFFF0000
+    if base in _PERMISSIVE or plan.default_action == _RET_ERRNO | _ENOSYS:
+        return b""
+    newest = _newest_syscalls(pyseccomp, plan)
+    if not newest:
+        return b""
+    s390 = {int(getattr(pyseccomp.Arch, a)) for a in ("S390", "S390X") if hasattr(pyseccomp.Arch, a)}
+    code: list[_Insn] = [(_BPF_LD_W_ABS, None, None, _SECCOMP_DATA_ARCH)]
+    code += [(_BPF_JEQ_K, f"arch{audit}", None, audit) for audit in newest]
+    code.append((_BPF_JA, "filter", None, 0))  # another arch: libseccomp's program decides
+    labels: dict[str, int] = {}
+    for audit, maxima in newest.items():
+        labels[f"arch{audit}"] = len(code)
+        code.append((_BPF_LD_W_ABS, None, None, _SECCOMP_DATA_NR))
+        if audit in s390:
+            code.append((_BPF_JEQ_K, "enosys", None, 0))
+        if audit == _AUDIT_ARCH_X86_64:
+            modes = {"x32": "x32" in maxima, "native": "native" in maxima}
+            code.append((_BPF_JSET_K, "x32" if modes["x32"] else "filter",
+                         "native" if modes["native"] else "filter", _X32_SYSCALL_BIT))
+            for mode in ("native", "x32"):
+                if modes[mode]:
+                    labels[mode] = len(code)
+                    code.append((_BPF_JGT_K, "enosys", "filter", maxima[mode]))
+        else:
+            code.append((_BPF_JGT_K, "enosys", "filter", maxima["native"]))
+    labels["enosys"] = len(code)
+    code.append((_BPF_RET_K, None, None, _RET_ERRNO | _ENOSYS))
+    labels["filter"] = len(code)
+    return b"".join(_assemble(i, insn, labels) for i, insn in enumerate(code))
+
+
+def _assemble(index: int, insn: _Insn, labels: dict[str, int]) -> bytes:
+    op, jt, jf, k = insn
+
+    def offset(label: str | None) -> int:
+        return 0 if label is None else labels[label] - index - 1
+
+    if op == _BPF_JA:
+        return _INSN.pack(op, 0, 0, offset(jt))
+    # Conditional jumps have 8-bit offsets; the stub is a few instructions per architecture.
+    assert offset(jt) <= 255 and offset(jf) <= 255
+    return _INSN.pack(op, offset(jt), offset(jf), k)
 
 
 def _export(filt: Any) -> bytes:

@@ -4,15 +4,19 @@ config-linux.md "Seccomp": when a profile uses SCMP_ACT_NOTIFY the runtime conne
 socket at ``listenerPath`` and sends, in one message, the container process state as JSON with
 the listener fd attached via SCM_RIGHTS (the fd's name in ``fds`` matches its position in the
 SCM_RIGHTS array).  The parent calls this after the init passed the fd up, so the module is
-stdlib only (no pyseccomp) and cheap to import.
+stdlib only (no pyseccomp) and cheap to import.  Failures read as runc's
+(libcontainer/process_linux.go sendContainerProcessState, quoting Go's net errors).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+from ociruntime.errors import OCIError
 
 SECCOMP_FD_NAME = "seccompFd"
 
@@ -33,20 +37,24 @@ def process_state(state: Mapping[str, Any], metadata: str) -> dict[str, Any]:
 def send_listener(fd: int, listener_path: str, state: Mapping[str, Any], metadata: str) -> None:
     """Connect to ``listener_path`` and send the process state JSON with ``fd`` (SCM_RIGHTS).
 
-    Raises OSError naming the socket path when the agent is not there or refuses the message.
+    Raises OCIError, worded as runc's, when the agent is not there or refuses the message.
     """
     payload = json.dumps(process_state(state, metadata), separators=(",", ":")).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        _call(sock.connect, "connect", listener_path, listener_path)
-        sent = _call(socket.send_fds, "sendmsg", listener_path, sock, [payload], [fd])
-        # The fd rides on the first byte, so a short write cannot lose it; finish the JSON.
-        if sent < len(payload):
-            _call(sock.sendall, "sendmsg", listener_path, payload[sent:])
+        try:
+            sock.connect(listener_path)
+        except OSError as exc:
+            # Go's net.Dial error: "dial unix PATH: connect: REASON".
+            raise OCIError("failed to connect with seccomp agent specified in the seccomp profile: "
+                           f"dial unix {listener_path}: connect: {_reason(exc)}") from None
+        try:
+            sent = socket.send_fds(sock, [payload], [fd])
+            # The fd rides on the first byte, so a short write cannot lose it; finish the JSON.
+            if sent < len(payload):
+                sock.sendall(payload[sent:])
+        except OSError as exc:
+            raise OCIError(f"cannot send seccomp fd to {listener_path}: {_reason(exc)}") from None
 
 
-def _call(fn: Callable[..., Any], call: str, path: str, *args: Any) -> Any:
-    """Run one socket call, re-raising its OSError as ``call: reason`` with the socket path."""
-    try:
-        return fn(*args)
-    except OSError as exc:
-        raise OSError(exc.errno, f"{call}: {exc.strerror}", path) from exc
+def _reason(exc: OSError) -> str:
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)

@@ -20,6 +20,7 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
+from ociruntime.cgroups.devices import access_warning, split_access
 from ociruntime.errors import ConfigError, describe_oserror
 from ociruntime.hooks import HOOK_KINDS
 from ociruntime.linux.caps import CAP_NAMES
@@ -468,12 +469,16 @@ def check_devices(ctx: Ctx) -> None:
 def check_device_cgroup(ctx: Ctx) -> None:
     for i, rule in enumerate(_list(ctx.section("linux", "resources").get("devices"))):
         access = rule.get("access")
-        if access is None:
+        if not isinstance(access, str):
             continue
-        if not access or len(set(access)) != len(access) or set(access) - set("rwm"):
-            fail(
-                ("linux", "resources", "devices", i, "access"), f"{q(access)} is not a combination of r, w, m"
-            )
+        where: JPath = ("linux", "resources", "devices", i, "access")
+        # runc refuses an empty access ("device access ... cannot be empty") but reads any other
+        # string as a set of r, w, m, ignoring the rest; so do we, with a warning.
+        if not access:
+            fail(where, "cannot be empty")
+        kept, unknown = split_access(access)
+        if unknown:
+            ctx.warn(access_warning(json_path(where), unknown, kept))
 
 
 def check_memory(ctx: Ctx) -> None:
