@@ -116,3 +116,17 @@ def test_ps_keeps_everything_after_the_id(calls: list[tuple]) -> None:
     # runc's ps sets SkipArgReorder: `ps ID -f` hands -f to ps(1), and so does --format here.
     assert main.run(["ps", "c1", "-f", "--format", "json"]) == 0
     assert calls == [("ps", "c1"), ("ps-args", ["-f", "--format", "json"])]
+
+
+
+def test_exec_keeps_everything_after_the_id(monkeypatch) -> None:
+    """exec's trailing arguments belong to the process: `exec ID sh -c x -e B=2` keeps `-e`."""
+    import ociruntime.lifecycle.exec as ex
+    from ociruntime.cli import cmd_exec
+    from ociruntime.lifecycle.context import Context
+
+    seen: dict = {}
+    monkeypatch.setattr(ex, "exec_process", lambda _ctx, cid, opts: seen.update(cid=cid, opts=opts) or 0)
+    assert cmd_exec.main(Context(), ["-e", "A=1", "cid", "sh", "-c", "x", "-e", "B=2"]) == 0
+    assert seen["cid"] == "cid"
+    assert seen["opts"].args == ("sh", "-c", "x", "-e", "B=2") and seen["opts"].env == ("A=1",)

@@ -29,7 +29,7 @@ FLAGS = [
 
 def main(ctx: Context, argv: list[str]) -> int:
     p = parse_command("exec", "[options] <container-id> <command> [args...]  ||  -p process.json "
-                      "<container-id>", argv, FLAGS, (1, 1 << 30))
+                      "<container-id>", argv, FLAGS, (1, 1 << 30), reorder=False)
     if p is None:
         return 0
     from ociruntime.lifecycle.exec import ExecOptions, exec_process
