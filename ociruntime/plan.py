@@ -168,9 +168,10 @@ def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pi
     linux = config.get("linux") or {}
     flags, new_user, join = _namespaces(linux)
     types = {ns["type"] for ns in linux.get("namespaces") or []}
-    if "mount" not in types:
-        # runc refuses too: without a private mount namespace pivot_root would change the host.
-        raise ConfigError("linux.namespaces: a mount namespace is required")
+    if "mount" not in types and (config.get("root") or {}).get("readonly"):
+        # Without a private mount namespace "/" is the host's mount: runc skips the read-only
+        # remount there (finalizeRootfs), so do we, but say so.
+        warn("root.readonly is ignored without a private mount namespace")
     seccomp = None
     if linux.get("seccomp"):
         from ociruntime.seccomp.compile import compile_profile

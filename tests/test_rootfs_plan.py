@@ -304,3 +304,20 @@ def test_bad_devices_are_config_errors(dev: dict, needle: str) -> None:
 def test_other_config_errors(config: dict, kw: dict, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         _plan(config, **kw)
+
+
+def test_mount_namespace_listed_or_not() -> None:
+    assert _plan(_config(linux={"namespaces": [{"type": "mount"}]})).mntns
+    # joined by path is still a private mount namespace
+    assert _plan(_config(linux={"namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]})).mntns
+    assert not _plan(_config(linux={"namespaces": [{"type": "pid"}]})).mntns
+
+
+@pytest.mark.parametrize("key", ["maskedPaths", "readonlyPaths"])
+def test_sys_restrictions_need_a_mount_namespace(key: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        _plan(_config(linux={"namespaces": [{"type": "pid"}], key: ["/proc/kcore"]}))
+    assert str(exc.value) == "unable to restrict sys entries without a private MNT namespace"
+    # with one they are fine, and empty lists need none
+    _plan(_config(linux={"namespaces": [{"type": "mount"}], key: ["/proc/kcore"]}))
+    _plan(_config(linux={"namespaces": [], key: []}))

@@ -68,10 +68,11 @@ def base_mounts() -> list[dict]:
 
 def make_plan(bundle: Path, mounts: list[dict], linux: dict | None = None, *, readonly: bool = False,
               terminal: bool = False, cgroupns: bool = False, layout: str = "hybrid",
-              no_pivot: bool = False) -> RootfsPlan:
+              no_pivot: bool = False, mntns: bool = True) -> RootfsPlan:
     linux = dict(linux or {})
+    linux["namespaces"] = [{"type": "mount"}] if mntns else []
     if cgroupns:
-        linux["namespaces"] = [{"type": "cgroup"}]
+        linux["namespaces"].append({"type": "cgroup"})
     config = {"root": {"path": "rootfs", "readonly": readonly}, "process": {"terminal": terminal},
               "mounts": mounts, "linux": linux}
     cgroup_paths = {h: f"/sys/fs/cgroup/{h}" for h in sorted(os.listdir("/sys/fs/cgroup"))}
@@ -387,7 +388,8 @@ def test_user_namespace_devices_and_locked_flags(bundle: Path, tmp_path: Path) -
         SYSFS,
         {"destination": "/data", "type": "bind", "source": str(locked), "options": ["rbind", "ro"]},
     ]
-    linux = {"namespaces": [{"type": "user"}, {"type": "network"}], "maskedPaths": ["/sys/firmware"]}
+    linux = {"namespaces": [{"type": "user"}, {"type": "network"}, {"type": "mount"}],
+             "maskedPaths": ["/sys/firmware"]}
     config = {"root": {"path": "rootfs"}, "mounts": mounts, "linux": linux}
     plan = build_plan(config, str(bundle), no_pivot=False, cgroup_paths={}, cgroup_layout="hybrid")
     assert plan.userns
@@ -413,3 +415,35 @@ def test_user_namespace_devices_and_locked_flags(bundle: Path, tmp_path: Path) -
     # mknod is refused in a user namespace: the host's node is bind-mounted instead.
     assert out["null"][:3] == [stat.S_IFCHR, 1, 3] and out["null_mount"] == "devtmpfs"
     assert out["firmware"] == "tmpfs"
+
+
+def _propagation() -> dict[str, str]:
+    return {e.mount_point: e.optional for e in parse_mountinfo(Path("/proc/self/mountinfo").read_bytes())}
+
+
+def test_without_mount_namespace_host_propagation_kept(bundle: Path) -> None:
+    """No mount namespace: no rslave "/", no private parent, no self-bind; chroot instead of pivot."""
+    plan = make_plan(bundle, base_mounts(), readonly=True, mntns=False)
+    assert not plan.mntns
+
+    def child() -> dict:
+        # Stand-ins for the host's shared mounts: "/" and the one holding the bundle.
+        m.mount(None, "/", None, m.MS_SHARED | m.MS_REC)
+        before = _propagation()
+        prepare_rootfs(plan)
+        after = _propagation()
+        changed = {p: (before[p], after[p]) for p in before if before[p] != after.get(p)}
+        pivot(plan)
+        finalize_rootfs(plan)
+        mi = mounts_by_point()
+        return {"changed": changed, "rootfs_mounted": str(bundle / "rootfs") in after,
+                "proc": str(bundle / "rootfs" / "proc") in after, "cwd": os.getcwd(),
+                "busybox": os.path.exists("/bin/busybox"), "chroot_proc": mi.get("/proc", {}).get("fstype"),
+                "root_rw": os.access("/", os.W_OK)}
+
+    out = run_in_child(child)
+    assert out["changed"] == {}
+    assert not out["rootfs_mounted"] and out["proc"]
+    assert out["cwd"] == "/" and out["busybox"] and out["chroot_proc"] == "proc"
+    # root.readonly would remount the host's mount holding the rootfs: ignored, as runc does
+    assert out["root_rw"]

@@ -24,6 +24,7 @@ from ociruntime.linux.tty import connect_unix
 from ociruntime.log import LOG
 from ociruntime.plan import InitPlan, build
 from ociruntime.record import dataclass
+from ociruntime.rootfs.cleanup import mount_ids_beneath, unmount_beneath
 from ociruntime.spec.loader import load_config
 from ociruntime.state.proc import start_time
 from ociruntime.state.store import ContainerDir, Record, Store
@@ -74,6 +75,9 @@ class _Spawn:
         self.manager = manager
         self.stage1 = 0
         self.init = 0
+        # Without a mount namespace the init mounts into ours: what is beneath the rootfs already
+        # is not the container's and is never unmounted (rootfs/cleanup.py).
+        self.kept_mounts = None if plan.rootfs.mntns else mount_ids_beneath(plan.rootfs.rootfs)
 
     def _reap_stage1(self) -> int:
         if not self.stage1:
@@ -106,6 +110,9 @@ class _Spawn:
                 break
             if pid == 0:
                 time.sleep(0.005)
+        if self.kept_mounts is not None:
+            with contextlib.suppress(OSError, OCIError):
+                unmount_beneath(self.plan.rootfs.rootfs, self.kept_mounts)
         with contextlib.suppress(OSError, OCIError):
             self.manager.destroy()
 
@@ -208,7 +215,8 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
     plan, manager = spawn.plan, spawn.manager
     rec = Record(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs.rootfs,
                  created=_now_rfc3339(), owner="root" if os.geteuid() == 0 else str(os.geteuid()),
-                 annotations=plan.annotations, cgroup=manager.to_state(), own_pid_ns=plan.new_pidns)
+                 annotations=plan.annotations, cgroup=manager.to_state(), own_pid_ns=plan.new_pidns,
+                 kept_mounts=spawn.kept_mounts)
     rec.hooks = {k: [_hook_json(h) for h in v] for k, v in plan.hooks.items()
                  if k in ("poststart", "poststop") and v}
     step = "join cgroup"

@@ -36,6 +36,12 @@ def destroy(cdir: ContainerDir, rec: Record) -> None:
         with contextlib.suppress(OSError, OCIError):
             signal_all(rec.cgroup, signal.SIGKILL)
     _wait_gone(rec)
+    if rec.kept_mounts is not None:
+        # The container mounted into the runtime's mount namespace: its mounts outlive it.
+        # Before the cgroup goes, so a failure there cannot leave them behind.
+        from ociruntime.rootfs.cleanup import unmount_beneath
+
+        unmount_beneath(rec.rootfs, rec.kept_mounts)
     if rec.cgroup:
         manager_from_state(rec.cgroup).destroy()
     run_post_hooks(rec, "poststop", "stopped")

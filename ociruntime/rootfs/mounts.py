@@ -407,9 +407,13 @@ def open_root(rootfs: str) -> Root:
 
 def prepare_rootfs(plan: RootfsPlan) -> None:
     """Set up everything under the rootfs that must exist before pivot_root."""
-    set_root_propagation(plan.root_propagation)
-    make_parent_private(plan.rootfs)
-    bind_rootfs(plan.rootfs)
+    if plan.mntns:
+        set_root_propagation(plan.root_propagation)
+        make_parent_private(plan.rootfs)
+        bind_rootfs(plan.rootfs)
+    # Without a mount namespace of its own the container works in the runtime's: the host's
+    # propagation must stay as it is and the rootfs needs no self-bind (chroot, not pivot_root,
+    # takes any directory), so only the mounts beneath the rootfs are made, and delete removes them.
     # Opened after the self-bind, so the fd is on the new mount every destination lives under.
     root = open_root(plan.rootfs)
     try:

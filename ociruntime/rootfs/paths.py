@@ -129,6 +129,10 @@ def remount_root_readonly() -> None:
 
 def finalize_rootfs(plan: RootfsPlan) -> None:
     """Masked paths, read-only paths, the read-only root, then the configured propagation."""
+    if not plan.mntns:
+        # "/" and its propagation belong to the host's mount namespace here: runc skips
+        # finalizeRootfs entirely, and masks/read-only paths were refused at create.
+        return
     rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if plan.masked_paths:

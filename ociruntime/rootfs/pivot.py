@@ -114,9 +114,27 @@ def move_root(rootfs: str) -> None:
     os.chdir("/")
 
 
+def chroot_root(rootfs: str) -> None:
+    """runc's chroot(): the root of a container that shares the runtime's mount namespace."""
+    fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    os.chroot(".")
+    os.chdir("/")
+
+
 def pivot(plan: RootfsPlan) -> None:
-    """Switch the root to ``plan.rootfs``; afterwards cwd is "/" and the host root is unreachable."""
-    if plan.no_pivot:
+    """Switch the root to ``plan.rootfs``; afterwards cwd is "/" and the host root is unreachable.
+
+    Without a private mount namespace both pivot_root and --no-pivot's MS_MOVE would rearrange
+    the host's own mount tree, so chroot is the only way in (runc does the same, --no-pivot or not).
+    """
+    if not plan.mntns:
+        with error_context("chroot to " + plan.rootfs, plan.rootfs):
+            chroot_root(plan.rootfs)
+    elif plan.no_pivot:
         with error_context("move root to " + plan.rootfs, plan.rootfs):
             move_root(plan.rootfs)
     else:

@@ -174,6 +174,10 @@ class RootfsPlan:
     cgroup_layout: str = "hybrid"
     # The configured rootfsPropagation, applied to the new "/" after pivot_root (0: none given).
     final_propagation: int = 0
+    # False when linux.namespaces lists no mount namespace: the init then works in the
+    # runtime's own mount namespace (chroot, no propagation changes, no rootfs self-bind), and
+    # delete unmounts what it mounted beneath the rootfs (rootfs/cleanup.py).
+    mntns: bool = True
 
 
 def _fail(what: str, msg: str) -> ConfigError:
@@ -428,6 +432,10 @@ def build_plan(
         raise ConfigError("mounts: must be a list")
     mounts = tuple(_parse_mount(i, e, bundle) for i, e in enumerate(raw_mounts))
     namespaces = _namespaces(linux)
+    masked, readonly = _paths(linux, "maskedPaths"), _paths(linux, "readonlyPaths")
+    if "mount" not in namespaces and (masked or readonly):
+        # Masks and read-only binds would land on the host's own /proc and /sys (runc's text).
+        raise ConfigError("unable to restrict sys entries without a private MNT namespace")
     process = config.get("process") or {}
     return RootfsPlan(
         rootfs=rootfs,
@@ -437,8 +445,8 @@ def build_plan(
         devices=_devices(linux),
         # runc's needsSetupDev: a bind mount on /dev brings its own nodes.
         default_devices=not any(ms.is_bind and ms.destination == "/dev" for ms in mounts),
-        masked_paths=_paths(linux, "maskedPaths"),
-        readonly_paths=_paths(linux, "readonlyPaths"),
+        masked_paths=masked,
+        readonly_paths=readonly,
         no_pivot=no_pivot,
         userns="user" in namespaces,
         console=bool(process.get("terminal", False)),
@@ -446,6 +454,7 @@ def build_plan(
         cgroupns="cgroup" in namespaces,
         cgroup_layout=cgroup_layout,
         final_propagation=_final_propagation(linux),
+        mntns="mount" in namespaces,
     )
 
 

@@ -35,13 +35,13 @@ class Record:
     """
 
     FIELDS = ("id", "bundle", "rootfs", "created", "pid", "pid_start", "owner", "oci_version",
-              "annotations", "cgroup", "hooks", "own_pid_ns", "started")
+              "annotations", "cgroup", "hooks", "own_pid_ns", "started", "kept_mounts")
 
     def __init__(self, id: str, bundle: str, rootfs: str, created: str, pid: int = 0,
                  pid_start: int = 0, owner: str = "", oci_version: str = "1.3.0",
                  annotations: dict[str, str] | None = None, cgroup: dict | None = None,
                  hooks: dict[str, list] | None = None, own_pid_ns: bool = True,
-                 started: bool = False) -> None:
+                 started: bool = False, kept_mounts: list[int] | None = None) -> None:
         self.id = id
         self.bundle = bundle
         self.rootfs = rootfs
@@ -55,6 +55,10 @@ class Record:
         self.hooks = hooks if hooks is not None else {}
         self.own_pid_ns = own_pid_ns
         self.started = started
+        # None: the container had a mount namespace of its own.  A list: it mounted into the
+        # runtime's, and delete unmounts everything beneath the rootfs but these mount ids,
+        # which were there before create (rootfs/cleanup.py).
+        self.kept_mounts = kept_mounts
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}

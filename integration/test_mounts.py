@@ -1,0 +1,142 @@
+"""Mount set-up seen from inside and outside real containers: containers without a mount
+namespace, read-only mounts with mounts beneath, tmpfs modes, proc destinations, bind sources
+in user namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import bundles_build, new_id
+from test_bad_input import assert_clean_failure
+
+pytestmark = pytest.mark.root
+
+
+def _mountinfo() -> list[tuple[int, str, str]]:
+    """(mount id, mount point, optional fields) of every mount in our namespace."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            out.append((int(fields[0]), fields[4], " ".join(fields[6:sep])))
+    return out
+
+
+def mounts_beneath(path: Path) -> list[str]:
+    top = str(path).rstrip("/") + "/"
+    return [mp for _, mp, _ in _mountinfo() if mp.startswith(top)]
+
+
+def no_mntns(cfg: dict) -> None:
+    """The default config without a mount namespace (and without the masks that then need one)."""
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+    cfg["linux"].pop("maskedPaths", None)
+    cfg["linux"].pop("readonlyPaths", None)
+
+
+def _data_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "data"
+    src.mkdir()
+    (src / "file").write_text("hostdata")
+    return src
+
+
+def _with_data(src: Path):
+    def mutate(cfg: dict) -> None:
+        no_mntns(cfg)
+        cfg["mounts"].append({"destination": "/data", "type": "bind", "source": str(src),
+                              "options": ["rbind", "ro"]})
+    return mutate
+
+
+# ---- no mount namespace -----------------------------------------------------------------------
+
+def test_no_mntns_runs_in_host_namespace(rt, bundle, tmp_path: Path) -> None:
+    b = bundle(["checker", "report"], _with_data(_data_dir(tmp_path)))
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(p.stdout)
+    assert r["ns"]["mnt"] == os.stat("/proc/self/ns/mnt").st_ino
+    assert r["cwd"] == "/"
+    # chroot: the container's mountinfo shows only what is beneath its root, as "/..."
+    points = {line.split()[4] for line in r["mountinfo"].splitlines()}
+    assert {"/proc", "/dev", "/dev/pts", "/sys", "/data"} <= points
+    # `run` deleted the container: none of its mounts is left on the host
+    assert mounts_beneath(b / "rootfs") == []
+
+
+def test_no_mntns_sees_rootfs_and_config_mounts(rt, bundle, tmp_path: Path) -> None:
+    b = bundle(["checker", "read", "/marker", "/data/file", "/proc/self/comm"],
+               _with_data(_data_dir(tmp_path)))
+    (b / "rootfs" / "marker").write_text("inside")
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(p.stdout)
+    assert r == {"/marker": "inside", "/data/file": "hostdata", "/proc/self/comm": "checker\n"}
+    assert mounts_beneath(b / "rootfs") == []
+
+
+def test_no_mntns_delete_removes_only_its_mounts(rt, bundle, tmp_path: Path) -> None:
+    b = bundle(["sleep", "100"], _with_data(_data_dir(tmp_path)))
+    rootfs = b / "rootfs"
+    # A mount that was beneath the rootfs before create is not the container's to remove.
+    premounted = rootfs / "premounted"
+    premounted.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "pre", str(premounted)], check=True)
+    cid = new_id()
+    try:
+        rt("create", "--bundle", str(b), cid, check=True)
+        during = mounts_beneath(rootfs)
+        assert {str(rootfs / "proc"), str(rootfs / "dev"), str(rootfs / "data")} <= set(during)
+        rt("start", cid, check=True)
+        rt("delete", "--force", cid, check=True)
+        assert mounts_beneath(rootfs) == [str(premounted)]
+    finally:
+        subprocess.run(["umount", str(premounted)], check=False)
+
+
+def test_no_mntns_failed_create_leaves_no_mount(rt, bundle, tmp_path: Path) -> None:
+    # the executable is looked up after every mount exists
+    b = bundle(["/nonexistent"], _with_data(_data_dir(tmp_path)))
+    p = rt("create", "--bundle", str(b), new_id())
+    assert p.returncode != 0 and b"/nonexistent" in p.stderr
+    assert mounts_beneath(b / "rootfs") == []
+
+
+def test_no_mntns_host_propagation_unchanged(rt, bundle, tmp_path: Path, checker: Path) -> None:
+    """Neither "/" (made rslave with a namespace) nor the rootfs' parent (made private) change."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "shared", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        b = shared / "bundle"
+        cfg_path = bundles_build.build_bundle(b, checker=checker, args=["true"], rootfs_cache=bundle.cache)
+        cfg = json.loads(Path(cfg_path).read_text())
+        no_mntns(cfg)
+        Path(cfg_path).write_text(json.dumps(cfg))
+        before = {mid: opt for mid, _, opt in _mountinfo()}
+        assert "shared:" in before[next(mid for mid, mp, _ in _mountinfo() if mp == str(shared))]
+        p = rt("run", "--bundle", str(b), new_id())
+        assert p.returncode == 0, p.stderr.decode()
+        after = {mid: opt for mid, _, opt in _mountinfo()}
+        # mounts of other tests may come and go meanwhile; ours and the host's must not change
+        changed = {mid: (before[mid], after[mid]) for mid in before.keys() & after.keys()
+                   if before[mid] != after[mid]}
+        assert changed == {}
+        assert mounts_beneath(b / "rootfs") == []
+    finally:
+        subprocess.run(["umount", "-l", str(shared)], check=False)
+
+
+def test_no_mntns_masked_paths_refused(rt, bundle) -> None:
+    def mutate(cfg: dict) -> None:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "mount"]
+
+    p = rt("create", "--bundle", str(bundle(["true"], mutate)), new_id())
+    assert_clean_failure(p, rt, "unable to restrict sys entries without a private MNT namespace")
