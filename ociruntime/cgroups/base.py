@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 # The name the cgroup2 hierarchy goes by in paths/mounts maps (on hybrid and pure v2 hosts).
@@ -26,6 +27,11 @@ class Manager(ABC):
 
         Call it after :meth:`create`: it records which parent directories were created.
         """
+
+    @abstractmethod
+    def check_existing(self, warn: Callable[[str], None]) -> None:
+        """Before :meth:`create`: refuse a cgroup that is frozen (the init would never run),
+        ``warn`` about one that already holds processes (runc's checks on a reused cgroup)."""
 
     @abstractmethod
     def create(self) -> None:

@@ -74,6 +74,39 @@ class FsManager(Manager):
         return next(self.mounts[n] for n, p in self.paths.items() if p == d)
 
     # --- create / join ---------------------------------------------------------------------
+    def check_existing(self, warn: Callable[[str], None]) -> None:
+        # runc's checks in its factory (libcontainer/factory_linux.go), made before anything is
+        # created, so a refusal leaves the cgroup exactly as it was: it is not ours to remove.
+        if self.exists():
+            try:
+                pids = self.pids()
+            except OCIError:
+                pids = []  # removed meanwhile by whoever owns it
+            if pids:
+                # runc 1.1's warning; sharing a cgroup with other processes still works.
+                warn(f"container's cgroup is not empty: {len(pids)} process(es) found")
+        if self._frozen_before_create():
+            raise OCIError("container's cgroup unexpectedly frozen")
+
+    def _frozen_before_create(self) -> bool:
+        """Whether a task joining the cgroup now would be frozen: the cgroup, or (when it does not
+        exist yet) the nearest existing ancestor it would inherit the freezer state from, is
+        frozen; in the v1 freezer or, on hybrid and v2, the unified hierarchy's cgroup.freeze."""
+        for name, control in (("freezer", "freezer.state"), (UNIFIED, "cgroup.events")):
+            d = self.paths.get(name)
+            if d is None:
+                continue
+            levels = [self.mounts[name], *self._levels(self.mounts[name], d)]
+            existing = next((lv for lv in reversed(levels) if os.path.isdir(lv)), None)
+            if existing is None or not files.exists(existing, control):
+                continue  # a hierarchy root has no freezer files: it cannot be frozen
+            text = files.read(existing, control)
+            if name == "freezer" and text.strip() in ("FROZEN", "FREEZING"):
+                return True
+            if name == UNIFIED and "frozen 1" in text.splitlines():
+                return True
+        return False
+
     def create(self) -> None:
         for d in self._dirs():
             self._mkdir_all(self._mount_of(d), d)

@@ -148,6 +148,7 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
                      cgroup_layout=manager.mode,
                      seccomp_cache=os.path.join(store.root, ".seccomp"),
                      warn=LOG.warning, debug=LOG.debug, clear_onlcr=opts.console_proxy)
+        manager.check_existing(LOG.warning)
         if linux.get("seccomp"):
             # exec gives its processes the container's filter: the one validated now, not
             # whatever the bundle holds later.
