@@ -130,9 +130,11 @@ def _setup(plan: InitPlan, chan: Channel, console_fd: int, step: list[str]) -> i
         chan.send("hooks")
         chan.expect("hooks-done")
     if plan.hooks.get("createContainer"):
-        # In the container's mount namespace, before pivot_root (runtime.md).
+        # In the container's mount namespace, before pivot_root (runtime.md); in the rootfs,
+        # as runc runs them (it has fchdir'ed to the rootfs there).
         step[0] = "createContainer hooks"
-        run_hooks("createContainer", plan.hooks["createContainer"], _oci_state(plan, "creating"))
+        run_hooks("createContainer", plan.hooks["createContainer"], _oci_state(plan, "creating"),
+                  cwd=plan.rootfs.rootfs)
     step[0] = "pivot root"
     pivot(plan.rootfs)
     if proc.terminal:

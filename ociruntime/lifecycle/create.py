@@ -256,7 +256,8 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
                 state = rec.oci_state("creating")
                 for kind in ("prestart", "createRuntime"):
                     if plan.hooks.get(kind):
-                        run_hooks(kind, plan.hooks[kind], state)
+                        # In the bundle: runc's cwd, which `runc create --bundle` chdirs to.
+                        run_hooks(kind, plan.hooks[kind], state, cwd=plan.bundle)
                 chan.send("hooks-done")
             elif t == "seccomp-listener":
                 step = "send seccomp listener"
