@@ -140,3 +140,33 @@ def test_no_mntns_masked_paths_refused(rt, bundle) -> None:
 
     p = rt("create", "--bundle", str(bundle(["true"], mutate)), new_id())
     assert_clean_failure(p, rt, "unable to restrict sys entries without a private MNT namespace")
+
+
+# ---- read-only mounts with mounts beneath ---------------------------------------------------
+
+def _ro_dev(cfg: dict) -> None:
+    for mnt in cfg["mounts"]:
+        if mnt["destination"] == "/dev":
+            mnt["options"].append("ro")
+
+
+def _run_json(rt, bundle, args: list[str], mutate) -> dict:
+    p = rt("run", "--bundle", str(bundle(["checker", *args], mutate)), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+def test_readonly_dev_tmpfs(rt, bundle) -> None:
+    r = _run_json(rt, bundle, ["stat", "/dev/null", "/dev/zero", "/dev/tty", "/dev/ptmx", "/dev/pts/ptmx",
+                               "/dev/shm", "/dev/fd"], _ro_dev)
+    assert r["/dev/null"]["type"] == "chr" and (r["/dev/null"]["major"], r["/dev/null"]["minor"]) == (1, 3)
+    assert r["/dev/zero"]["type"] == "chr" and r["/dev/tty"]["type"] == "chr"
+    assert r["/dev/ptmx"]["type"] == "lnk" and r["/dev/fd"]["type"] == "lnk"
+    assert r["/dev/pts/ptmx"]["type"] == "chr" and r["/dev/shm"]["type"] == "dir"
+    r = _run_json(rt, bundle, ["report"], _ro_dev)
+    dev = next(line.split() for line in r["mountinfo"].splitlines() if line.split()[4] == "/dev")
+    assert dev[5].split(",")[0] == "ro" and "nosuid" in dev[5]
+    r = _run_json(rt, bundle, ["write", "/dev/newfile", "x"], _ro_dev)
+    assert r["errno"] == 30  # EROFS
+    r = _run_json(rt, bundle, ["write", "/dev/null", "x"], _ro_dev)
+    assert r["errno"] == 0  # the nodes still work

@@ -321,3 +321,27 @@ def test_sys_restrictions_need_a_mount_namespace(key: str) -> None:
     # with one they are fine, and empty lists need none
     _plan(_config(linux={"namespaces": [{"type": "mount"}], key: ["/proc/kcore"]}))
     _plan(_config(linux={"namespaces": [], key: []}))
+
+
+def test_late_readonly_marks() -> None:
+    ro_tmpfs = {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["ro", "nosuid"]}
+    plan = _plan(_config(mounts=[
+        ro_tmpfs,
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts"},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]},
+        {"destination": "/data", "type": "bind", "source": "/src", "options": ["rbind", "ro"]},
+        {"destination": "/data/sub", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/lone", "type": "bind", "source": "/src", "options": ["rbind", "ro"]},
+        {"destination": "/datax", "type": "tmpfs", "source": "tmpfs"},
+        {"destination": "/rw", "type": "tmpfs", "source": "tmpfs"},
+    ]))
+    late = {ms.destination for ms in plan.mounts if ms.late_ro}
+    # /dev: devices and devpts go beneath; /data: /data/sub does.  Not sysfs (a user namespace
+    # may refuse a writable one), not a bind with nothing beneath, not a writable mount.
+    assert late == {"/dev", "/data"}
+    # the flags keep "ro": the init drops it for the initial mount only
+    assert _mount(plan, "/dev").flags & m.MS_RDONLY
+    # a read-only tmpfs is always late (its mode or copy-up comes after mounting), even alone
+    plan = _plan(_config(mounts=[{**ro_tmpfs, "destination": "/tmp"}]))
+    assert plan.mounts[0].late_ro

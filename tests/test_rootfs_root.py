@@ -447,3 +447,35 @@ def test_without_mount_namespace_host_propagation_kept(bundle: Path) -> None:
     assert out["cwd"] == "/" and out["busybox"] and out["chroot_proc"] == "proc"
     # root.readonly would remount the host's mount holding the rootfs: ignored, as runc does
     assert out["root_rw"]
+
+
+def test_readonly_dev_tmpfs_made_readonly_after_devices(bundle: Path) -> None:
+    mounts = [{**b, "options": [*b["options"], "ro"]} if b["destination"] == "/dev" else b
+              for b in base_mounts()]
+    mounts += [{"destination": "/data", "type": "bind", "source": "hostdata", "options": ["rbind", "ro"]},
+               {"destination": "/data/nested", "type": "tmpfs", "source": "tmpfs"}]
+    plan = make_plan(bundle, mounts, terminal=True)
+    assert [ms.destination for ms in plan.mounts if ms.late_ro] == ["/dev", "/data"]
+
+    def child() -> dict:
+        setup_all(plan)
+        mi = mounts_by_point()
+        errs = {}
+        for path in ("/dev/newfile", "/data/newfile", "/data/nested/ok"):
+            try:
+                Path(path).write_text("x")
+                errs[path] = 0
+            except OSError as e:
+                errs[path] = e.errno
+        return {"dev": mi["/dev"]["opts"], "pts": mi["/dev/pts"]["fstype"], "null": node("/dev/null"),
+                "console": os.path.exists("/dev/console"), "ptmx": os.readlink("/dev/ptmx"),
+                "data": mi["/data"]["opts"], "errs": errs}
+
+    out = run_in_child(child)
+    assert "ro" in out["dev"] and "nosuid" in out["dev"]
+    assert out["pts"] == "devpts" and out["null"][:3] == [stat.S_IFCHR, 1, 3]
+    assert out["console"] and out["ptmx"] == "pts/ptmx"
+    assert "ro" in out["data"]
+    assert out["errs"] == {"/dev/newfile": errno.EROFS, "/data/newfile": errno.EROFS, "/data/nested/ok": 0}
+    assert not (bundle / "hostdata" / "newfile").exists()
+

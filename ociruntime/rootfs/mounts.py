@@ -218,24 +218,22 @@ def mount_entry(root: Root, spec: MountSpec) -> None:
         if spec.copyup:
             # Opened before the tmpfs covers it; the fd keeps reaching the image's directory.
             content = os.open(proc_fd(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        flags = spec.flags
+        # A late read-only mount starts writable: finalize_rootfs makes it read-only once its
+        # copy-up, device nodes or nested mount points exist.
+        flags = spec.flags & ~m.MS_RDONLY if spec.late_ro else spec.flags
         if spec.is_bind:
             _mount_bind(spec, fd)
         else:
-            # A read-only tmpfs is made writable for the copy and read-only afterwards.
-            initial = flags & ~m.MS_RDONLY if spec.copyup else flags
-            m.mount(spec.source or spec.fstype, proc_fd(fd), spec.fstype, initial, spec.data or None)
+            m.mount(spec.source or spec.fstype, proc_fd(fd), spec.fstype, flags, spec.data or None)
     finally:
         os.close(fd)
     new = reopen_target(root, rel, spec.destination, want_dir=want_dir)
     try:
         if content != -1:
             _copy_up(content, new)
-            if spec.flags & m.MS_RDONLY:
-                remount_bind(new, spec.flags)
         if spec.is_bind and (spec.flags & ~_NOT_REMOUNT or spec.clear):
             # MS_BIND ignores every other flag: a second, remounting call applies them.
-            remount_bind(new, spec.flags, spec.clear)
+            remount_bind(new, flags, spec.clear)
         apply_propagation(new, spec)
     finally:
         if content != -1:

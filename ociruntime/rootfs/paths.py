@@ -127,14 +127,36 @@ def remount_root_readonly() -> None:
         m.mount(None, "/", None, flags | m.MS_BIND | m.MS_REMOUNT | m.MS_RDONLY)
 
 
+def late_readonly(rootfd: int, path: str) -> None:
+    """Make the mount at ``path`` read-only, keeping its other flags (runc's remountReadonly).
+
+    mount_setattr on the mount's own fd, not a remount through a path: after pivot_root /proc
+    may be anything.  Mounts beneath it stay as they are.
+    """
+    with error_context(f"remount {path} read-only", path):
+        target = _open_existing(rootfd, path)
+        if target is None:
+            raise oserror(errno.ENOENT, f"{path} is gone", path)
+        try:
+            m.mount_setattr(target, "", m.AT_EMPTY_PATH, attr_set=m.MOUNT_ATTR_RDONLY, name=path)
+        finally:
+            os.close(target)
+
+
 def finalize_rootfs(plan: RootfsPlan) -> None:
-    """Masked paths, read-only paths, the read-only root, then the configured propagation."""
-    if not plan.mntns:
-        # "/" and its propagation belong to the host's mount namespace here: runc skips
-        # finalizeRootfs entirely, and masks/read-only paths were refused at create.
-        return
+    """Late read-only mounts, masked paths, read-only paths, the read-only root, then the
+    configured propagation."""
     rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        # First, as runc's finalizeRootfs: everything beneath these mounts exists by now
+        # (devices, /dev/console, the cwd, nested mount points).
+        for spec in plan.mounts:
+            if spec.late_ro:
+                late_readonly(rootfd, spec.destination)
+        if not plan.mntns:
+            # "/" and its propagation belong to the host's mount namespace here: runc skips
+            # the rest of finalizeRootfs, and masks/read-only paths were refused at create.
+            return
         if plan.masked_paths:
             mask_paths(rootfd, plan.masked_paths)
         for path in plan.readonly_paths:

@@ -13,7 +13,7 @@ import posixpath
 
 from ociruntime.errors import ConfigError
 from ociruntime.linux import mount as m
-from ociruntime.record import dataclass, field
+from ociruntime.record import dataclass, field, replace
 
 # option -> (clear?, MS_* flag), runc's parseMountOptions table.
 _FLAG_OPTIONS: dict[str, tuple[bool, int]] = {
@@ -136,6 +136,9 @@ class MountSpec:
     is_bind: bool
     recursive: bool
     copyup: bool = False  # ``tmpcopyup``: seed a new tmpfs with the directory it covers
+    # ``ro`` applied by finalize_rootfs, once everything beneath the mount exists (see
+    # _late_readonly); the mount itself is made read-write.
+    late_ro: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,6 +346,28 @@ def _parse_mount(index: int, entry: object, bundle: str) -> MountSpec:
     )
 
 
+def _late_readonly(mounts: tuple[MountSpec, ...], default_devices: bool) -> tuple[MountSpec, ...]:
+    """Mark the ``ro`` mounts that are mounted read-write and made read-only at the end.
+
+    Like runc's mountPropagate/finalizeRootfs: a tmpfs (its mode may still be set, a copy-up
+    filled) and /dev (device nodes, symlinks, devpts and /dev/console go beneath it) always;
+    any other mount when a later mount goes beneath it, whose mount point may have to be made.
+    Not proc and sysfs: a user namespace may refuse a read-write one where the visible instance
+    is read-only (mount_too_revealing), and their directories exist already.  Cgroup mounts
+    handle ``ro`` themselves.
+    """
+    out = []
+    for i, ms in enumerate(mounts):
+        late = False
+        if ms.flags & m.MS_RDONLY and ms.fstype not in ("proc", "sysfs", "cgroup", "cgroup2"):
+            below = any(_under(later.destination, ms.destination) and later.destination != ms.destination
+                        for later in mounts[i + 1:])
+            dev = ms.destination == "/dev" and default_devices
+            late = ms.fstype == "tmpfs" or dev or below
+        out.append(replace(ms, late_ro=True) if late else ms)
+    return tuple(out)
+
+
 def _int_field(dev: dict, key: str, default: int | None, lo: int, hi: int, what: str) -> int:
     value = dev.get(key, default)
     if value is None:
@@ -431,6 +456,9 @@ def build_plan(
     if not isinstance(raw_mounts, list):
         raise ConfigError("mounts: must be a list")
     mounts = tuple(_parse_mount(i, e, bundle) for i, e in enumerate(raw_mounts))
+    # runc's needsSetupDev: a bind mount on /dev brings its own nodes.
+    default_devices = not any(ms.is_bind and ms.destination == "/dev" for ms in mounts)
+    mounts = _late_readonly(mounts, default_devices)
     namespaces = _namespaces(linux)
     masked, readonly = _paths(linux, "maskedPaths"), _paths(linux, "readonlyPaths")
     if "mount" not in namespaces and (masked or readonly):
@@ -443,8 +471,7 @@ def build_plan(
         root_propagation=_root_propagation(linux),
         mounts=mounts,
         devices=_devices(linux),
-        # runc's needsSetupDev: a bind mount on /dev brings its own nodes.
-        default_devices=not any(ms.is_bind and ms.destination == "/dev" for ms in mounts),
+        default_devices=default_devices,
         masked_paths=masked,
         readonly_paths=readonly,
         no_pivot=no_pivot,
