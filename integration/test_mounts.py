@@ -170,3 +170,23 @@ def test_readonly_dev_tmpfs(rt, bundle) -> None:
     assert r["errno"] == 30  # EROFS
     r = _run_json(rt, bundle, ["write", "/dev/null", "x"], _ro_dev)
     assert r["errno"] == 0  # the nodes still work
+
+
+# ---- tmpfs mode -------------------------------------------------------------------------------
+
+def test_tmpfs_keeps_mode_of_covered_directory(rt, bundle) -> None:
+    def mutate(cfg: dict) -> None:
+        tmpfs = {"type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+        cfg["mounts"] += [{**tmpfs, "destination": "/tmp"},  # 1777 in the image
+                          {**tmpfs, "destination": "/srv"},  # 2755, set below
+                          {**tmpfs, "destination": "/var/tmp", "options": ["mode=0700"]}]
+
+    b = bundle(["checker", "stat", "/tmp", "/srv", "/var/tmp"], mutate)
+    (b / "rootfs" / "srv").mkdir()
+    (b / "rootfs" / "srv").chmod(0o2755)
+    assert (b / "rootfs" / "var" / "tmp").stat().st_mode & 0o7777 == 0o1777
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(p.stdout)
+    modes = {k: v["mode"] & 0o7777 for k, v in r.items()}
+    assert modes == {"/tmp": 0o1777, "/srv": 0o2755, "/var/tmp": 0o700}

@@ -479,3 +479,26 @@ def test_readonly_dev_tmpfs_made_readonly_after_devices(bundle: Path) -> None:
     assert out["errs"] == {"/dev/newfile": errno.EROFS, "/data/newfile": errno.EROFS, "/data/nested/ok": 0}
     assert not (bundle / "hostdata" / "newfile").exists()
 
+
+def test_tmpfs_takes_mode_of_covered_directory(bundle: Path) -> None:
+    rootfs = bundle / "rootfs"
+    (rootfs / "tmp").chmod(0o1777)
+    (rootfs / "srv").mkdir()
+    (rootfs / "srv").chmod(0o2755)
+    (rootfs / "opt").mkdir()
+    (rootfs / "opt").chmod(0o1777)
+    (rootfs / "lnk").symlink_to("srv")  # followed inside the root, as the mount itself is
+    tmpfs = {"type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}
+    mounts = [*base_mounts(),
+              {**tmpfs, "destination": "/tmp"},
+              {**tmpfs, "destination": "/lnk"},
+              {**tmpfs, "destination": "/opt", "options": ["mode=0750"]},  # explicit mode wins
+              {**tmpfs, "destination": "/fresh"}]  # created by us: tmpfs's own default
+    plan = make_plan(bundle, mounts)
+
+    def child() -> dict:
+        setup_all(plan)
+        return {p: stat.S_IMODE(os.stat(p).st_mode) for p in ("/tmp", "/srv", "/opt", "/fresh")}
+
+    out = run_in_child(child)
+    assert out == {"/tmp": 0o1777, "/srv": 0o2755, "/opt": 0o750, "/fresh": 0o1777}

@@ -209,9 +209,30 @@ def _mount_bind(spec: MountSpec, target: int) -> None:
     m.mount(spec.source, proc_fd(target), None, m.MS_BIND | (m.MS_REC if spec.recursive else 0))
 
 
+def tmpfs_data(root: Root, spec: MountSpec) -> str:
+    """A tmpfs takes the mode of the directory it covers unless its options say ``mode=``
+    (runc's createOpenMountpoint): a tmpfs on the image's 1777 /tmp stays 1777, setgid stays.
+
+    Looked up before open_target creates a missing destination, which then keeps tmpfs's own
+    default (1777) as in runc; the lookup follows symlinks inside the root as open_target does.
+    """
+    if any(o.startswith("mode=") for o in spec.data.split(",")):
+        return spec.data
+    try:
+        fd = open_in_root(root.fd, spec.destination.lstrip("/"), os.O_PATH, name=spec.destination)
+    except OSError:
+        return spec.data  # missing (or unusable: open_target reports that properly)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    return f"mode={mode:04o}" + ("," + spec.data if spec.data else "")
+
+
 def mount_entry(root: Root, spec: MountSpec) -> None:
     """Apply one non-cgroup ``mounts[]`` entry (runc's mountToRootfs)."""
     want_dir = _target_is_dir(spec)
+    data = tmpfs_data(root, spec) if spec.fstype == "tmpfs" else spec.data
     fd, rel = open_target(root, spec, want_dir=want_dir)
     content = -1
     try:
@@ -224,7 +245,7 @@ def mount_entry(root: Root, spec: MountSpec) -> None:
         if spec.is_bind:
             _mount_bind(spec, fd)
         else:
-            m.mount(spec.source or spec.fstype, proc_fd(fd), spec.fstype, flags, spec.data or None)
+            m.mount(spec.source or spec.fstype, proc_fd(fd), spec.fstype, flags, data or None)
     finally:
         os.close(fd)
     new = reopen_target(root, rel, spec.destination, want_dir=want_dir)
