@@ -190,3 +190,22 @@ def test_tmpfs_keeps_mode_of_covered_directory(rt, bundle) -> None:
     r = json.loads(p.stdout)
     modes = {k: v["mode"] & 0o7777 for k, v in r.items()}
     assert modes == {"/tmp": 0o1777, "/srv": 0o2755, "/var/tmp": 0o700}
+
+
+# ---- proc destination -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["symlink-out", "symlink-in", "file"])
+def test_proc_on_non_directory_refused(rt, bundle, kind: str) -> None:
+    b = bundle(["true"])
+    proc = b / "rootfs" / "proc"
+    proc.rmdir()
+    if kind == "symlink-out":
+        proc.symlink_to("/x")
+    elif kind == "symlink-in":
+        proc.symlink_to("sys")
+    else:
+        proc.write_text("")
+    p = rt("run", "--bundle", str(b), new_id())
+    assert_clean_failure(p, rt, 'filesystem "proc" must be mounted on ordinary directory')
+    assert not (b / "rootfs" / "x").exists()
+    assert mounts_beneath(b / "rootfs") == []

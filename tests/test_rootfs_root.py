@@ -304,9 +304,22 @@ def test_proc_symlink_is_refused(bundle: Path) -> None:
     with pytest.raises(ChildError) as info:
         run_in_child(lambda: prepare_rootfs(plan))
     out = info.value.out
-    assert out["errno"] == errno.ELOOP and out["filename"] == "/proc"
-    assert out["strerror"].startswith("mount proc on /proc: /proc is a symlink")
+    assert out["errno"] == errno.ENOTDIR and out["filename"] == "/proc"
+    # runc's text
+    want = 'mount proc on /proc: filesystem "proc" must be mounted on ordinary directory'
+    assert out["strerror"].startswith(want)
     assert not (bundle / "rootfs" / "x").exists()
+
+
+def test_proc_on_a_file_is_refused(bundle: Path) -> None:
+    (bundle / "rootfs" / "proc").rmdir()
+    (bundle / "rootfs" / "proc").write_text("")
+    plan = make_plan(bundle, base_mounts())
+    with pytest.raises(ChildError) as info:
+        run_in_child(lambda: prepare_rootfs(plan))
+    out = info.value.out
+    assert out["errno"] == errno.ENOTDIR
+    assert 'filesystem "proc" must be mounted on ordinary directory' in out["strerror"]
 
 
 def test_sysfs_through_symlinked_parent_is_refused(bundle: Path) -> None:
@@ -315,7 +328,8 @@ def test_sysfs_through_symlinked_parent_is_refused(bundle: Path) -> None:
     plan = make_plan(bundle, base_mounts())
     with pytest.raises(ChildError) as info:
         run_in_child(lambda: prepare_rootfs(plan))
-    assert info.value.out["errno"] == errno.ELOOP and info.value.out["filename"] == "/sys"
+    assert info.value.out["errno"] == errno.ENOTDIR and info.value.out["filename"] == "/sys"
+    assert 'filesystem "sysfs" must be mounted on ordinary directory' in info.value.out["strerror"]
 
 
 def test_mount_redirected_into_proc_is_refused(bundle: Path) -> None:

@@ -101,6 +101,12 @@ def _target_is_dir(spec: MountSpec) -> bool:
         raise oserror(e.errno or errno.ENOENT, f"mount source {spec.source}", spec.source) from None
 
 
+def _not_ordinary_dir(spec: MountSpec) -> OSError:
+    """runc's refusal of a proc/sysfs destination that is a symlink or not a directory."""
+    return oserror(errno.ENOTDIR, f'filesystem "{spec.fstype}" must be mounted on ordinary directory',
+                   spec.destination)
+
+
 def open_target(root: Root, spec: MountSpec, *, want_dir: bool) -> tuple[int, str]:
     """Resolve, create and open the destination of ``spec``; return (O_PATH fd, in-root path).
 
@@ -110,14 +116,27 @@ def open_target(root: Root, spec: MountSpec, *, want_dir: bool) -> tuple[int, st
     """
     dest = spec.destination
     strict = spec.fstype in ("proc", "sysfs")
-    rel = secure_join(root.fd, dest, follow=not strict, name=dest)
+    try:
+        rel = secure_join(root.fd, dest, follow=not strict, name=dest)
+    except OSError as e:
+        if strict and e.errno == errno.ELOOP:
+            raise _not_ordinary_dir(spec) from None
+        raise
     in_root = "/" + rel
     procfs_src = spec.is_bind and in_root == "/proc" and _source_is_procfs(spec.source)
     reason = check_proc_destination(in_root, spec.fstype, spec.is_bind, procfs_src)
     if reason:
         raise oserror(errno.EPERM, reason, dest)
-    if want_dir:
-        fd = mkdir_all(root.fd, rel, no_symlinks=strict, root_path=root.path, name=dest)
+    if want_dir and strict:
+        try:
+            fd = mkdir_all(root.fd, rel, no_symlinks=True, root_path=root.path, name=dest)
+        except OSError as e:
+            # A file where the directory should be, or a symlink planted meanwhile.
+            if e.errno in (errno.ENOTDIR, errno.ELOOP):
+                raise _not_ordinary_dir(spec) from None
+            raise
+    elif want_dir:
+        fd = mkdir_all(root.fd, rel, root_path=root.path, name=dest)
     else:
         fd = create_file(root.fd, rel, root_path=root.path, name=dest)
     try:
