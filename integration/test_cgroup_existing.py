@@ -85,3 +85,23 @@ def test_non_empty_existing_cgroup_warns_and_runs(rt, bundle) -> None:
             while d.is_dir() and time.monotonic() < deadline:
                 _remove(d)
                 time.sleep(0.05)
+
+
+# ---- linux.resources.unified on a v1 or hybrid host -------------------------------------------
+
+def _host_mode() -> str:
+    from ociruntime.cgroups import detect_layout
+
+    return detect_layout().under(str(CGROUP)).mode
+
+
+@pytest.mark.skipif(_host_mode() not in ("v1", "hybrid"), reason="runc allows unified on pure v2")
+def test_unified_refused_on_v1_and_hybrid(rt, bundle) -> None:
+    from test_bad_input import assert_clean_failure
+
+    def mutate(cfg: dict) -> None:
+        cfg["linux"]["resources"]["unified"] = {"pids.max": "10"}
+
+    p = rt("create", "--bundle", str(bundle(["true"], mutate)), new_id())
+    # runc's text on hybrid too: the unified hierarchy there has no controllers
+    assert_clean_failure(p, rt, "invalid configuration: cannot use unified on cgroup v1")

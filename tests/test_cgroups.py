@@ -573,7 +573,6 @@ def test_set_resources_dispatch_v1(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]}, "hugepageLimits"),
         ({"cpu": {"shares": 2}}, "cpu"),
         ({"network": {"classID": 1}}, "network.classID"),
-        ({"unified": {"memory.high": "1"}}, "unified"),
         ({"bogus": {}}, "bogus"),
     ]:
         with pytest.raises(ConfigError, match=rf"linux\.resources\.{what}: "):

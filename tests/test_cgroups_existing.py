@@ -92,3 +92,27 @@ def test_non_empty_cgroup_warns_and_goes_on(tmp_path: Path, mode: str) -> None:
         for f in Path(d).rglob("cgroup.procs"):
             f.write_text("")
     assert _check(mgr) == []
+
+
+# --- linux.resources.unified outside pure v2 (runc's ErrV1NoUnified) ----------------------------
+@pytest.mark.parametrize("mode", ["v1", "hybrid"])
+def test_unified_refused_unless_pure_v2(tmp_path: Path, mode: str) -> None:
+    from ociruntime.errors import ConfigError
+
+    mgr = _manager(tmp_path, mode)
+    mgr.create()
+    with pytest.raises(ConfigError) as exc:
+        mgr.set_resources({"unified": {"memory.high": "1"}}, skip_devices=True)
+    assert str(exc.value) == "invalid configuration: cannot use unified on cgroup v1"
+    # an empty map asks for nothing (runc only takes a non-empty one)
+    mgr.set_resources({"unified": {}}, skip_devices=True)
+    mgr.destroy()
+
+
+def test_unified_written_on_pure_v2(tmp_path: Path) -> None:
+    mgr = _manager(tmp_path, "v2")
+    mgr.create()
+    leaf = Path(mgr.paths["unified"])
+    (leaf / "memory.high").write_text("max\n")
+    mgr.set_resources({"unified": {"memory.high": "4096"}}, skip_devices=True)
+    assert (leaf / "memory.high").read_text() == "4096"

@@ -152,7 +152,7 @@ def test_validate_accepts_a_normal_update(mode: str) -> None:
     ({"devices": [{"allow": "yes"}]}, "devices"),
     ({"network": {"classID": -1}}, "classID"),
     ({"rdma": {"mlx/0": {"hcaHandles": 1}}}, "rdma"),
-    ({"unified": {"memory.max": "1"}}, "unified"),
+    ({"unified": {"memory.max": "1"}}, "^invalid configuration: cannot use unified on cgroup v1$"),
     ({"frobnicate": {}}, "unknown resource"),
     ({"memory": []}, "must be an object"),
 ])

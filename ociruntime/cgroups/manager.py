@@ -223,9 +223,9 @@ class FsManager(Manager):
             if is_set(value):
                 d = self._controller_dir(controller, what)
                 (on_v2 if v2mode else on_v1)(d, value)
+        if r.get("unified") and not v2mode:
+            raise v2.no_unified()
         if is_set(r.get("unified")):
-            if not v2mode:
-                raise v2.unsupported("unified")
             v2.apply_unified(self.paths[UNIFIED], r["unified"])
 
     def _set_devices(self, spec_devices: Any) -> None:

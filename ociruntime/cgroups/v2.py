@@ -32,6 +32,12 @@ def unsupported(what: str) -> ConfigError:
     return ConfigError(f"linux.resources.{what}: not supported on this cgroup layout")
 
 
+def no_unified() -> ConfigError:
+    """runc's ErrV1NoUnified: a non-empty ``unified`` map anywhere but on pure cgroup v2 (runc's
+    IsCgroup2UnifiedMode), hybrid included, whose unified hierarchy has no controllers."""
+    return ConfigError("invalid configuration: cannot use unified on cgroup v1")
+
+
 def shares_to_weight(shares: int) -> int:
     """cpu.shares → cpu.weight (runc ConvertCPUSharesToCgroupV2Value); 0 means unset."""
     if shares == 0:

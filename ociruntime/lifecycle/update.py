@@ -195,7 +195,7 @@ def validate(resources: dict[str, Any], mode: str) -> None:
     if mode == "v2":
         _validate_v2(memory, cpu, network)
     elif unified:
-        raise v2.unsupported("unified")
+        raise v2.no_unified()
 
 
 def _validate_block_io(b: dict[str, Any]) -> None:
