@@ -25,12 +25,22 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or os.strerror(exc.errno or 0)).lower()
 
 
+class InvalidValue(ConfigError):
+    """The kernel refused the value or the file is missing; ``errno`` says which, so a writer can
+    retry inter-dependent files in the other order on EINVAL (as runc does)."""
+
+    def __init__(self, msg: str, errno_: int) -> None:
+        super().__init__(msg)
+        self.errno = errno_
+
+
 def _failure(path: str, value: str, exc: OSError) -> OCIError:
     msg = f'write {path}: "{value}": {_reason(exc)}'
     if exc.errno == errno.ENOENT:
         msg += " (the controller file is missing: controller not enabled or kernel feature absent)"
-    cls = ConfigError if exc.errno in _CONFIG_ERRNOS else OCIError
-    return cls(msg)
+    if exc.errno in _CONFIG_ERRNOS:
+        return InvalidValue(msg, exc.errno or 0)
+    return OCIError(msg)
 
 
 def write(dirpath: str, name: str, value: str) -> None:

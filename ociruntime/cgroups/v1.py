@@ -8,6 +8,7 @@ cgroup-v1/*.rst in the kernel for the file formats.
 
 from __future__ import annotations
 
+import errno
 import re
 from typing import Any
 
@@ -111,10 +112,7 @@ def apply_cpu(dirpath: str, cpu: dict[str, Any]) -> None:
     """
     v = cpu_values(as_dict(cpu, "linux.resources.cpu"))
     # Realtime first: a parent's rt_runtime must be set before children get any (runc setRtSched).
-    if v["realtimePeriod"]:
-        files.write(dirpath, "cpu.rt_period_us", str(v["realtimePeriod"]))
-    if v["realtimeRuntime"]:
-        files.write(dirpath, "cpu.rt_runtime_us", str(v["realtimeRuntime"]))
+    _apply_realtime(dirpath, v["realtimePeriod"] or 0, v["realtimeRuntime"] or 0)
     if v["shares"]:
         files.write(dirpath, "cpu.shares", str(v["shares"]))
         got = files.read_int(dirpath, "cpu.shares")
@@ -141,6 +139,28 @@ def apply_cpu(dirpath: str, cpu: dict[str, Any]) -> None:
             files.write(dirpath, "cpu.cfs_period_us", str(period))
     if v["idle"] is not None:
         files.write(dirpath, "cpu.idle", str(v["idle"]))
+
+
+def _apply_realtime(dirpath: str, period: int, runtime: int) -> None:
+    """cpu.rt_period_us then cpu.rt_runtime_us, or the other way round when the kernel refuses
+    the period first (runc fs/cpu.go SetRtSched).
+
+    The kernel checks runtime/period against the parent's and the children's bandwidth on every
+    write, so which order works depends on the values already in force: a shorter period than
+    the current runtime is refused (EINVAL) until the runtime has shrunk.
+    """
+    period_pending = False
+    if period:
+        try:
+            files.write(dirpath, "cpu.rt_period_us", str(period))
+        except files.InvalidValue as e:
+            if e.errno != errno.EINVAL or not runtime:
+                raise
+            period_pending = True
+    if runtime:
+        files.write(dirpath, "cpu.rt_runtime_us", str(runtime))
+        if period_pending:
+            files.write(dirpath, "cpu.rt_period_us", str(period))
 
 
 def apply_cpuset(dirpath: str, cpu: dict[str, Any]) -> None:
