@@ -209,3 +209,85 @@ def test_proc_on_non_directory_refused(rt, bundle, kind: str) -> None:
     assert_clean_failure(p, rt, 'filesystem "proc" must be mounted on ordinary directory')
     assert not (b / "rootfs" / "x").exists()
     assert mounts_beneath(b / "rootfs") == []
+
+
+# ---- bind sources and user namespaces ---------------------------------------------------------
+
+@pytest.fixture
+def open_base(tmp_path: Path):
+    """A 0755 base: the container's mapped root (host uid 100000) must reach its rootfs, which
+    pytest's private (0700) temporary directory would not allow."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="ociruntime-mnt-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _userns(extra_mounts: list[dict]):
+    def mutate(cfg: dict) -> None:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"] += extra_mounts
+    return mutate
+
+
+def _with_mountpoints(b: Path) -> Path:
+    """The rootfs belongs to the host's root: the mapped root cannot make mount points in it."""
+    for d in ("data", "private", "shared"):
+        (b / "rootfs" / d).mkdir()
+    (b / "rootfs" / "etc" / "single").write_text("")
+    return b
+
+
+def test_bind_source_only_host_root_can_reach(rt, bundle, open_base: Path) -> None:
+    bundle.base = open_base
+    hidden = open_base / "hidden"  # root's 0700: no lookup below it from the user namespace
+    hidden.mkdir(mode=0o700)
+    data = hidden / "data"
+    data.mkdir()
+    data.chmod(0o755)
+    (data / "file").write_text("behind 0700")
+    (data / "file").chmod(0o644)
+    single = hidden / "single"
+    single.write_text("one file")
+    single.chmod(0o644)
+    private = hidden / "private"  # itself 0700: mounted, its content stays root's
+    private.mkdir(mode=0o700)
+    mounts = [{"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "ro"]},
+              {"destination": "/etc/single", "type": "bind", "source": str(single), "options": ["bind"]},
+              {"destination": "/private", "type": "bind", "source": str(private), "options": ["bind"]}]
+    b = _with_mountpoints(bundle(["checker", "read", "/data/file", "/etc/single"], _userns(mounts)))
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    assert json.loads(p.stdout) == {"/data/file": "behind 0700", "/etc/single": "one file"}
+    b = _with_mountpoints(bundle(["checker", "stat", "/private", "/data"], _userns(mounts)))
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr.decode()
+    r = json.loads(p.stdout)
+    assert r["/private"]["type"] == "dir" and r["/private"]["mode"] & 0o777 == 0o700
+    assert r["/data"]["type"] == "dir"
+
+
+def test_bind_clone_does_not_propagate_to_host(rt, bundle, open_base: Path) -> None:
+    """The attached clone of a shared host mount is a slave: nothing flows back to the host."""
+    bundle.base = open_base
+    hidden = open_base / "hidden"
+    hidden.mkdir(mode=0o700)
+    shared = hidden / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "shr", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        (shared / "sub").mkdir()
+        mounts = [{"destination": "/shared", "type": "bind", "source": str(shared), "options": ["rbind"]},
+                  {"destination": "/shared/sub", "type": "tmpfs", "source": "tmpfs"}]
+        b = _with_mountpoints(bundle(["checker", "stat", "/shared/sub"], _userns(mounts)))
+        p = rt("run", "--bundle", str(b), new_id())
+        assert p.returncode == 0, p.stderr.decode()
+        assert mounts_beneath(shared) == []
+    finally:
+        subprocess.run(["umount", "-l", str(shared)], check=False)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 
+from ociruntime import record
 from ociruntime.init import container
 from ociruntime.init.guard import block_imports
 from ociruntime.linux import ids
 from ociruntime.linux.ns import CLONE_NEWUSER, NAMESPACES, setns_path, unshare, write_time_offsets
 from ociruntime.plan import InitPlan
+from ociruntime.rootfs.mounts import clone_bind_sources
 from ociruntime.sync import Channel
 
 
@@ -27,6 +29,11 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
         # created below takes the current cgroup as its root, and the init inherits it.
         step = "wait for parent"
         chan.expect("go")
+        if plan.rootfs.userns:
+            # Still the runtime's credentials: clone the bind sources the user namespace might
+            # not reach (rootfs/mounts.py).  The init receives the plan naming the clones' fds.
+            step = "open bind mount sources"
+            plan = record.replace(plan, rootfs=clone_bind_sources(plan.rootfs))
         for nstype, path in plan.join:
             if nstype == "user":
                 step = f"join user namespace {path}"

@@ -14,7 +14,7 @@ import os
 import stat
 
 from ociruntime.linux import mount as m
-from ociruntime.record import dataclass
+from ociruntime.record import dataclass, replace
 from ociruntime.rootfs.devices import setup_console_file, setup_dev
 from ociruntime.rootfs.pivot import parse_mountinfo
 from ociruntime.rootfs.plan import MountSpec, RootfsPlan, check_proc_destination
@@ -83,8 +83,53 @@ def apply_propagation(fd: int, spec: MountSpec) -> None:
                         name=spec.destination)
 
 
-def _source_is_procfs(source: str) -> bool:
-    fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+def clone_bind_sources(plan: RootfsPlan) -> RootfsPlan:
+    """Detached clones (open_tree) of every bind source, made with the runtime's credentials.
+
+    Called by stage 1 before it enters the container's user namespace: from inside, a source
+    below a directory only the host's root may search (0700) cannot even be looked up, which
+    runc solves the same way (the parent's mount fds).  The clones become slaves so that
+    nothing mounted beneath them in the container propagates back to the host, as with a bind
+    from the rslave copy of the host's tree.  A source that cannot be cloned is left to the
+    init, which reports it as before.
+    """
+    specs = []
+    for spec in plan.mounts:
+        if spec.is_bind:
+            flags = m.OPEN_TREE_CLONE | m.OPEN_TREE_CLOEXEC | (m.AT_RECURSIVE if spec.recursive else 0)
+            try:
+                tree = m.open_tree(m.AT_FDCWD, spec.source, flags, name=spec.source)
+            except OSError:
+                specs.append(spec)
+                continue
+            try:
+                m.mount_setattr(tree, "", m.AT_EMPTY_PATH | m.AT_RECURSIVE, propagation=m.MS_SLAVE,
+                                name=spec.source)
+            except BaseException:
+                os.close(tree)
+                raise
+            spec = replace(spec, source_fd=tree)
+        specs.append(spec)
+    return replace(plan, mounts=tuple(specs))
+
+
+def _source_fd(spec: MountSpec) -> int:
+    """The source as we can reach it: an O_PATH fd of the path, else a dup of stage 1's clone.
+
+    The path comes first: a bind made in the container's namespace keeps the flags the kernel
+    locked on the copied source mount (mount_namespaces(7)); the clone is only for sources the
+    user namespace cannot reach.
+    """
+    try:
+        return os.open(spec.source, os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        if spec.source_fd < 0:
+            raise oserror(e.errno or errno.ENOENT, f"mount source {spec.source}", spec.source) from None
+        return os.dup(spec.source_fd)
+
+
+def _source_is_procfs(spec: MountSpec) -> bool:
+    fd = _source_fd(spec)
     try:
         return m.fstatfs_type(fd) == PROC_SUPER_MAGIC and os.fstat(fd).st_ino == 1
     finally:
@@ -95,10 +140,11 @@ def _target_is_dir(spec: MountSpec) -> bool:
     """A bind of a non-directory needs a file to mount on; everything else needs a directory."""
     if not spec.is_bind:
         return True
+    fd = _source_fd(spec)
     try:
-        return stat.S_ISDIR(os.stat(spec.source).st_mode)
-    except OSError as e:
-        raise oserror(e.errno or errno.ENOENT, f"mount source {spec.source}", spec.source) from None
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def _not_ordinary_dir(spec: MountSpec) -> OSError:
@@ -123,7 +169,7 @@ def open_target(root: Root, spec: MountSpec, *, want_dir: bool) -> tuple[int, st
             raise _not_ordinary_dir(spec) from None
         raise
     in_root = "/" + rel
-    procfs_src = spec.is_bind and in_root == "/proc" and _source_is_procfs(spec.source)
+    procfs_src = spec.is_bind and in_root == "/proc" and _source_is_procfs(spec)
     reason = check_proc_destination(in_root, spec.fstype, spec.is_bind, procfs_src)
     if reason:
         raise oserror(errno.EPERM, reason, dest)
@@ -225,6 +271,11 @@ def _copy_up(content: int, new_root: int) -> None:
 
 
 def _mount_bind(spec: MountSpec, target: int) -> None:
+    if spec.source_fd >= 0 and not os.path.exists(spec.source):
+        # Out of the user namespace's reach: attach stage 1's clone instead (runc's mount fds).
+        m.move_mount(spec.source_fd, "", target, "", m.MOVE_MOUNT_F_EMPTY_PATH | m.MOVE_MOUNT_T_EMPTY_PATH,
+                     name=spec.destination)
+        return
     m.mount(spec.source, proc_fd(target), None, m.MS_BIND | (m.MS_REC if spec.recursive else 0))
 
 
@@ -468,3 +519,8 @@ def prepare_rootfs(plan: RootfsPlan) -> None:
                 setup_console_file(root.fd, root.path, replace=plan.default_devices)
     finally:
         os.close(root.fd)
+        # Stage 1's clones, attached or not, are done with; an unused one would keep its source
+        # tree pinned until execve.
+        for spec in plan.mounts:
+            if spec.source_fd >= 0:
+                os.close(spec.source_fd)

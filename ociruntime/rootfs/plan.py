@@ -139,6 +139,9 @@ class MountSpec:
     # ``ro`` applied by finalize_rootfs, once everything beneath the mount exists (see
     # _late_readonly); the mount itself is made read-write.
     late_ro: bool = False
+    # A detached clone of the bind source (open_tree), made by stage 1 with the runtime's
+    # credentials before it entered the user namespace (clone_bind_sources); -1: none.
+    source_fd: int = -1
 
 
 @dataclass(frozen=True)
