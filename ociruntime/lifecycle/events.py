@@ -215,6 +215,13 @@ def _emit_ooms(watch: OomWatch | None, container_id: str, emit: Emit, woken: boo
     return True
 
 
+def _gone(pidfd: int) -> bool:
+    """True once the init has exited (its pidfd polls readable); waits a moment for the kernel."""
+    p = select.poll()
+    p.register(pidfd, select.POLLIN)
+    return bool(p.poll(1000))
+
+
 def _stream(container_id: str, mode: str, paths: dict[str, str], pidfd: int, interval: float,
             emit: Emit) -> None:
     watch = OomWatch.open(mode, paths)
@@ -238,7 +245,15 @@ def _stream(container_id: str, mode: str, paths: dict[str, str], pidfd: int, int
                 return
             now = time.monotonic()
             if now >= next_tick:
-                emit(stats_event(container_id, mode, paths))
+                try:
+                    event = stats_event(container_id, mode, paths)
+                except (OSError, OCIError):
+                    # Deleted between the poll and the read (the init's exit may be noticed a
+                    # moment after the cgroup is gone): the stream ends, as it would have.
+                    if _gone(pidfd):
+                        return
+                    raise
+                emit(event)
                 # A tick missed while busy is dropped, as Go's ticker does, not made up in a burst.
                 next_tick += interval
                 if next_tick <= now:
