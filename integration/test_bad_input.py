@@ -195,3 +195,19 @@ def test_force_delete_unknown_id_succeeds_and_removes_stale_dir(rt) -> None:
     p = rt("delete", "--force", "stale-one")
     assert p.returncode == 0 and p.stderr == b""
     assert not stale.exists()
+
+
+def _held_caps() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1], 16) for line in f if line.startswith("CapPrm:"))
+
+
+@pytest.mark.skipif(_held_caps() >> 24 & 1, reason="this host's root holds CAP_SYS_RESOURCE")
+def test_capability_the_host_lacks_fails_create(rt, bundle) -> None:
+    """capset after start would be refused: create reports it (runc fails at create too)."""
+    def mutate(cfg: dict) -> None:
+        for kind in ("bounding", "effective", "permitted"):
+            cfg["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_SYS_RESOURCE"]
+
+    p = rt("create", "--bundle", str(bundle(["true"], mutate)), new_id())
+    assert_clean_failure(p, rt, "CAP_SYS_RESOURCE")

@@ -261,3 +261,26 @@ def test_frequent_commands_on_a_real_container_import_nothing_heavy(rt, bundle) 
         bad = [m for m in mods(*args) if m.split(".")[0] in heavy]
         assert bad == [], f"{args[0]} imports {bad}"
     assert not (rt.root / cid).exists()
+
+
+def test_start_returns_once_the_process_runs(rt, bundle, tmp_path: Path) -> None:
+    """`start` reads exec.fifo to EOF (the init holds it until execve), so poststart hooks see
+    the user process, even behind a slow startContainer hook (runc's order)."""
+    out = tmp_path / "comm"
+
+    record = f"pid=$(sed -n 's/.*\"pid\": *\\([0-9]*\\).*/\\1/p'); cat /proc/$pid/comm > {out}"
+
+    def mutate(cfg: dict) -> None:
+        cfg["hooks"] = {
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 0.5"]}],
+            "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", record]}],
+        }
+
+    b = bundle(["sleep", "1000"], mutate)
+    cid = new_id()
+    rt("create", "--bundle", str(b), cid, check=True)
+    try:
+        assert rt("start", cid).returncode == 0
+        assert out.read_text().strip() == "sleep"
+    finally:
+        rt("delete", "--force", cid)

@@ -72,7 +72,6 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
         step[0] = "wait for start"
         wfd = os.open(f"self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=procfd)
         os.write(wfd, b"0")
-        os.close(wfd)
         os.close(fifo_fd)
         os.close(procfd)
         hooks = None
@@ -80,7 +79,9 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
             def hooks() -> None:
                 run_hooks("startContainer", plan.hooks["startContainer"], _oci_state(plan, "created"))
         late = None if plan.seccomp is None or plan.seccomp.notify else plan.seccomp  # type: ignore[attr-defined]
-        keep = set(range(3 + plan.preserve_fds))
+        # The fifo's write end stays open (close-on-exec) until execve: `start` reads to EOF, so
+        # it returns, and runs poststart hooks, only once the user process runs (runc does too).
+        keep = set(range(3 + plan.preserve_fds)) | {wfd}
         if log_fd >= 0:
             keep.add(log_fd)
         become(proc, prep, Tail(late, keep, hooks, log_fd), step)

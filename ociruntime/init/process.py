@@ -117,7 +117,20 @@ def prepare(proc: ProcessPlan) -> Prepared:
                             s.get("period", 0))
     if proc.io_priority:
         sched.set_ioprio(proc.io_priority["class"], proc.io_priority.get("priority", 0))
+    if proc.caps is not None:
+        _check_caps_grantable(proc.caps)
     return Prepared(lookup(proc), pending)
+
+
+def _check_caps_grantable(want: caps.CapSets) -> None:
+    """Fail now, while create can still report it, if capset would be refused after start:
+    the kernel never grants a permitted capability we do not hold (a host without
+    CAP_SYS_RESOURCE, say), nor an inheritable one outside our bounding set."""
+    have = caps.get_caps()
+    missing = ((want.permitted | want.effective) & ~have["CapPrm"]) | (want.inheritable & ~have["CapBnd"])
+    if missing:
+        raise OSError(errno.EPERM, f"capset: {', '.join(caps.cap_names(missing))} cannot be granted: "
+                      "Operation not permitted")
 
 
 def set_user(proc: ProcessPlan) -> None:

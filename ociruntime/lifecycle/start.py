@@ -29,11 +29,14 @@ def run_post_hooks(rec: Record, kind: str, status: str) -> None:
 
 
 def _release(fifo: str, rec: Record) -> None:
-    """Open the fifo for reading (unblocking the init's open) and take its one byte."""
+    """Open the fifo for reading (unblocking the init's open), take its one byte, then read to
+    EOF: the init holds the write end until execve closes it, so when this returns the user
+    process runs (or the init died on the way, which the container's state then shows)."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
+        got = False
         while True:
             events = poller.poll(100)
             if events:
@@ -41,9 +44,14 @@ def _release(fifo: str, rec: Record) -> None:
                 with contextlib.suppress(BlockingIOError):
                     data = os.read(fd, 1)
                 if data:
-                    return
+                    got = True
+                    continue
+                if got:
+                    return  # EOF after the byte: execve (or exit) closed the write end
                 raise OCIError("container init exited before it could be started")
             if not is_alive(rec.pid, rec.pid_start):
+                if got:
+                    return
                 raise OCIError("container init exited before it could be started")
     finally:
         os.close(fd)
