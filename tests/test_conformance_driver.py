@@ -7,6 +7,7 @@ summary line are pure functions of a program's exit status and text.
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,6 +133,10 @@ def test_negative_programs_pass_when_create_fails() -> None:
     ran = run.evaluate(name, 1, RUNTIMETEST, "The runtime MUST generate an error\n")
     assert ran.problems == [] and [c.ok for c in ran.checks] == [False]
     assert ran.checks[0].detail.startswith("the container ran, exit status 1")
+    # Exit 0 for another reason (here: start failed) is no pass.
+    other = run.evaluate(name, 0, "", "failed to start the container\n")
+    assert [c.ok for c in other.checks] == [False]
+    assert "stopped before create failed" in other.checks[0].detail
 
 
 EXPECTED = """\
@@ -203,3 +208,32 @@ def test_the_repository_expectations_parse() -> None:
     exps = run.parse_expectations(run.DEFAULT_EXPECTED.read_text())
     assert all(e.reason for e in exps)
     assert len({e.label() for e in exps}) == len(exps), "duplicate entries"
+
+
+def test_wrapper_records_commands_configs_and_container_stderr(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-runtime"
+    argv_log = tmp_path / "argv"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {argv_log}\n")
+    fake.chmod(0o755)
+    bundle = tmp_path / "bundle dir"
+    bundle.mkdir()
+    (bundle / "config.json").write_text('{"ociVersion": "1.3.0"}')
+    (bundle / "stderr-1234").write_text("ociruntime init: close fds: boom\n")
+    wrapper = run.Wrapper(str(fake))
+    try:
+        for args in (["create", "--pid-file", "/x", "--bundle", str(bundle), "c1"], ["start", "c1"],
+                     ["delete", "c1"], ["delete", "--force", "c1"]):
+            subprocess.run([str(wrapper.path), *args], check=True)
+        root = f"--root {wrapper.root}"
+        assert argv_log.read_text().splitlines() == [
+            f"{root} create --pid-file /x --bundle {bundle} c1", f"{root} start c1", f"{root} delete c1",
+            f"{root} delete --force c1"]
+        keep = tmp_path / "kept"
+        commands, ids, stderr = wrapper.take_records(keep)
+        assert commands[0] == f"create --pid-file /x --bundle {bundle} c1" and len(commands) == 4
+        assert ids == {"c1"} and (keep / "c1.json").read_text() == '{"ociVersion": "1.3.0"}'
+        assert stderr == "[c1] ociruntime init: close fds: boom\n"  # once, at the first delete
+        assert wrapper.take_records() == ([], set(), "")
+    finally:
+        wrapper.remove()
+    assert not wrapper.dir.exists()

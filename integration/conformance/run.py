@@ -62,8 +62,10 @@ TAP_DIRECTIVE = re.compile(r"(?:^|\s)#\s*(SKIP|TODO)\b\s*(.*)$", re.IGNORECASE)
 YAML_ERROR = re.compile(r'^\s*"error":\s*"((?:[^"\\]|\\.)*)"', re.MULTILINE)
 
 # Programs that pass when the runtime refuses the config: they run util.RuntimeInsideValidate and
-# call util.Fatal (exit 1, the statement on stderr) only when the container ran; success prints
-# nothing and exits 0.  Each is judged as one check named by the statement it tests.
+# call util.Fatal (exit 1, the statement on stderr) only when the container ran; a refused create
+# prints "failed to create the container" and the runtime's error on stderr, nothing on stdout,
+# and exits 0 (as does any other failure, which is why that line is required).  Each is judged
+# as one check named by the statement it tests.
 NEGATIVE_PROGRAMS = {
     "process_capabilities_fail": "Any value which cannot be mapped to a relevant kernel interface MUST cause "
                                  "an error (bounding capability CAP_TEST)",
@@ -71,6 +73,7 @@ NEGATIVE_PROGRAMS = {
                             "relevant kernel interface (rlimit RLIMIT_TEST)",
 }
 NO_ERROR = "<no error reported>"
+CREATE_FAILED = "failed to create the container"
 
 
 # ---- TAP ----------------------------------------------------------------------------------------
@@ -288,6 +291,7 @@ class ProgramResult:
     checks: list[Check]
     problems: list[Problem]
     stderr: str = ""
+    container_stderr: str = ""  # what the containers wrote to stderr (kept by the wrapper)
 
     def counts(self) -> tuple[int, int, int]:
         """(ok, skipped, not ok) among the checks; a skip is not counted as ok."""
@@ -304,9 +308,15 @@ def evaluate(name: str, returncode: int | None, stdout: str, stderr: str,
         result.problems.append(Problem("timeout", f"killed after {seconds:.0f}s"))
     if name in NEGATIVE_PROGRAMS:
         if returncode is not None:
-            ran = "the container ran" if stdout.strip() else "the program failed"
-            detail = "" if returncode == 0 else f"{ran}, exit status {returncode}{_stderr_tail(stderr)}"
-            result.checks.append(Check(1, returncode == 0, NEGATIVE_PROGRAMS[name], detail=detail))
+            refused = returncode == 0 and CREATE_FAILED in stderr
+            if refused:
+                detail = ""
+            elif returncode == 0:
+                detail = f"the program stopped before create failed{_stderr_tail(stderr)}"
+            else:
+                ran = "the container ran" if stdout.strip() else "create succeeded"
+                detail = f"{ran}, exit status {returncode}{_stderr_tail(stderr)}"
+            result.checks.append(Check(1, refused, NEGATIVE_PROGRAMS[name], detail=detail))
         return result
     if returncode is not None and returncode != 0:
         how = f"killed by signal {-returncode}" if returncode < 0 else f"exit status {returncode}"
@@ -349,17 +359,29 @@ def _stderr_tail(stderr: str, lines: int = 3) -> str:
 
 WRAPPER = """#!/bin/sh
 # Written by integration/conformance/run.py: run the runtime under test with a private --root,
-# record every command line and every created container's config.
+# record every command line and every created container's config and bundle, and at the first
+# delete keep what the container wrote to its stderr (the bundle is removed soon after).
 printf '%s\\n' "$*" >> {log}
-if [ "$1" = create ]; then
-  bundle=. prev= id=
+id=
+for a in "$@"; do id=$a; done
+case "$1" in
+create)
+  bundle=. prev=
   for a in "$@"; do
     case "$prev" in --bundle|-b) bundle=$a ;; esac
     case "$a" in --bundle=*) bundle=${{a#--bundle=}} ;; esac
-    prev=$a id=$a
+    prev=$a
   done
-  cp "$bundle/config.json" {configs}/"$id".json 2>/dev/null
-fi
+  cp "$bundle/config.json" {records}/"$id".json 2>/dev/null
+  printf '%s' "$bundle" > {records}/"$id".bundle ;;
+delete)
+  if [ -f {records}/"$id".bundle ] && [ ! -e {records}/"$id".kept ]; then
+    : > {records}/"$id".kept
+    for f in "$(cat {records}/"$id".bundle)"/stderr-*; do
+      [ -s "$f" ] && {{ printf '[%s] ' "$id"; cat "$f"; }} >> {stderr} 2>/dev/null
+    done
+  fi ;;
+esac
 exec {runtime} --root {root} "$@"
 """
 
@@ -369,35 +391,42 @@ def _sh_quote(s: str) -> str:
 
 
 class Wrapper:
-    """A temporary directory with the wrapper script, its log, the configs and the state root."""
+    """A temporary directory with the wrapper script, its records and the runtime's state root."""
 
     def __init__(self, runtime: str) -> None:
         self.runtime = runtime
         self.dir = Path(tempfile.mkdtemp(prefix="conformance-", dir="/run" if os.access("/run", os.W_OK)
                                          else None))
         self.log = self.dir / "commands.log"
-        self.configs = self.dir / "configs"
+        self.stderr = self.dir / "container-stderr.log"
+        self.records = self.dir / "records"
         self.root = self.dir / "root"
-        self.configs.mkdir()
+        self.records.mkdir()
         self.path = self.dir / "runtime"
-        self.path.write_text(WRAPPER.format(log=_sh_quote(str(self.log)),
-                                            configs=_sh_quote(str(self.configs)),
+        self.path.write_text(WRAPPER.format(log=_sh_quote(str(self.log)), stderr=_sh_quote(str(self.stderr)),
+                                            records=_sh_quote(str(self.records)),
                                             runtime=_sh_quote(runtime), root=_sh_quote(str(self.root))))
         self.path.chmod(0o755)
 
-    def take_records(self, keep: Path | None = None) -> tuple[list[str], set[str]]:
-        """The command lines and container ids since the last call; the configs move to keep."""
+    def take_records(self, keep: Path | None = None) -> tuple[list[str], set[str], str]:
+        """Command lines, container ids and container stderr since the last call.
+
+        The containers' configs move to ``keep`` (when given); everything else is forgotten.
+        """
         lines = self.log.read_text().splitlines() if self.log.exists() else []
         self.log.unlink(missing_ok=True)
+        stderr = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
+        self.stderr.unlink(missing_ok=True)
         ids: set[str] = set()
-        for cfg in self.configs.iterdir():
-            ids.add(cfg.stem)
-            if keep is not None:
-                keep.mkdir(parents=True, exist_ok=True)
-                shutil.move(cfg, keep / cfg.name)
-            else:
-                cfg.unlink()
-        return lines, ids
+        for rec in self.records.iterdir():
+            if rec.suffix == ".json":
+                ids.add(rec.stem)
+                if keep is not None:
+                    keep.mkdir(parents=True, exist_ok=True)
+                    shutil.move(rec, keep / rec.name)
+                    continue
+            rec.unlink()
+        return lines, ids, stderr
 
     def state_dirs(self) -> list[str]:
         if not self.root.is_dir():
@@ -687,7 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = Snapshot.take()
             result, stdout = run_program(tree, program, wrapper, args.timeout)
             name = program.name.removesuffix(".t")
-            commands, ids = wrapper.take_records(args.out / f"{name}.configs" if args.out else None)
+            commands, ids, container_stderr = wrapper.take_records(
+                args.out / f"{name}.configs" if args.out else None)
+            result.container_stderr = container_stderr
             result.problems.extend(collect_leftovers(before, wrapper, ids))
             lines = judge(result, exps, verdict)
             ok, skipped, nok = result.counts()
@@ -696,13 +727,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"({result.seconds:.1f}s, {len(ids)} containers)")
                 for line in lines:
                     print(line)
-                if any(line.startswith("  FAIL") for line in lines) and result.stderr.strip():
-                    print(f"  stderr {_one_line(result.stderr)}")
+                if any(line.startswith("  FAIL") for line in lines):
+                    if result.stderr.strip():
+                        print(f"  stderr {_one_line(result.stderr)}")
+                    if result.container_stderr.strip():
+                        print(f"  container stderr {_one_line(result.container_stderr)}")
                 sys.stdout.flush()
             if args.out:
                 (args.out / f"{result.name}.tap").write_text(stdout)
                 (args.out / f"{result.name}.stderr").write_text(result.stderr)
                 (args.out / f"{result.name}.commands").write_text("\n".join(commands) + "\n")
+                (args.out / f"{result.name}.container-stderr").write_text(result.container_stderr)
             records.append({
                 "program": result.name, "seconds": round(result.seconds, 2), "returncode": result.returncode,
                 "checks": [{"number": c.number, "ok": c.ok, "description": c.description,
