@@ -200,6 +200,7 @@ def test_leftover_cgroups_are_attributed_by_id_or_suite_path() -> None:
     assert run.ours("/memory/0b9e2a3c-6a43-4bd8-9f0e-1d2c3b4a5f60", ids)
     assert run.ours("/pids/testdir/cgrouptest/container", ids)
     assert run.ours("/cpu/cgrouptest", set())
+    assert run.ours("/cpu/testdir", set(), parents=True) and not run.ours("/cpu/testdir", set())
     assert not run.ours("/memory/someone-elses-container", ids)
     assert not run.ours("/memory/0b9e2a3c-6a43-4bd8-9f0e-1d2c3b4a5f60-x", ids)
 

@@ -50,9 +50,11 @@ REPO = HERE.parents[1]
 DEFAULT_EXPECTED = HERE / "expected-failures.txt"
 DEFAULT_TREE = REPO / "build" / "runtime-tools"
 BUNDLE_PREFIX = "/tmp/ocitest"
-# The suite's own cgroupsPath values (runtime-tools cgroups/cgroups.go: AbsCgroupPath and
-# RelCgroupPath); containers without one get their id as the path, which the wrapper records.
-SUITE_CGROUP_NAMES = ("cgrouptest", "testdir")
+# The suite's own cgroupsPath values (runtime-tools cgroups/cgroups.go: AbsCgroupPath
+# "/cgrouptest" and RelCgroupPath "testdir/cgrouptest/container"); containers without one get
+# their id as the path, which the wrapper records.
+SUITE_CGROUP_NAME = "cgrouptest"
+SUITE_CGROUP_PARENT = "testdir"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 TAP_VERSION = re.compile(r"^TAP version \d+")
@@ -479,10 +481,16 @@ def cgroup_dirs() -> set[str]:
     return out
 
 
-def ours(path: str, ids: Iterable[str]) -> bool:
-    """Whether a cgroup path names one of the run's containers or the suite's cgroupsPath."""
-    names = set(path.strip("/").split("/"))
-    return bool(names & set(ids)) or bool(names & set(SUITE_CGROUP_NAMES))
+def ours(path: str, ids: Iterable[str], *, parents: bool = False) -> bool:
+    """Whether a cgroup path names one of the run's containers or the suite's cgroupsPath.
+
+    With ``parents``, also the bare "testdir" that a relative cgroupsPath creates on the way (for
+    new directories only: the name is too common to decide which processes to kill).
+    """
+    names = path.strip("/").split("/")
+    if set(names) & ({SUITE_CGROUP_NAME} | set(ids)):
+        return True
+    return parents and names[-1] == SUITE_CGROUP_PARENT
 
 
 def process_cgroups(pid: int) -> list[str]:
@@ -532,7 +540,8 @@ def collect_leftovers(before: Snapshot, wrapper: Wrapper, ids: set[str], grace: 
     deadline = time.monotonic() + grace
     while True:  # a just-killed container's processes, cgroups and mounts need a moment
         mounts = [m for m in bundle_mounts() if m not in before.mounts]
-        cgroups = sorted(c for c in cgroup_dirs() - before.cgroups if ours(c[len(str(CGROUP_ROOT)):], ids))
+        cgroups = sorted(c for c in cgroup_dirs() - before.cgroups
+                         if ours(c[len(str(CGROUP_ROOT)):], ids, parents=True))
         procs = run_processes(ids)
         states = wrapper.state_dirs()
         if not (mounts or cgroups or procs or states) or time.monotonic() > deadline:
