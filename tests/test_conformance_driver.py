@@ -107,6 +107,17 @@ def test_program_level_problems(returncode: int | None, stdout: str, stderr: str
         assert "linux.mountLabel: no selinux" in result.problems[0].detail
 
 
+def test_no_tap_names_what_the_container_said() -> None:
+    result = run.evaluate("default", 0, "", "", container_stderr="[c1] ociruntime init: boom\n")
+    (problem,) = result.problems
+    assert problem.kind == "no-tap"
+    assert problem.detail.endswith("container stderr: [c1] ociruntime init: boom")
+    exps = run.parse_expectations("default | <no-tap> *init: boom* | why\n")
+    verdict = run.Verdict()
+    run.judge(result, exps, verdict)
+    assert verdict.failed == [] and len(verdict.expected) == 1
+
+
 def test_hook_programs_report_yaml_errors_as_checks() -> None:
     result = run.evaluate("hooks", 0, HOOK_ERROR, "")
     assert result.problems == []

@@ -302,10 +302,14 @@ class ProgramResult:
         return ok, skipped, len(self.checks) - ok - skipped
 
 
-def evaluate(name: str, returncode: int | None, stdout: str, stderr: str,
-             seconds: float = 0.0) -> ProgramResult:
-    """Turn one program's exit status and output into checks and program-level problems."""
-    result = ProgramResult(name, seconds, returncode, [], [], stderr)
+def evaluate(name: str, returncode: int | None, stdout: str, stderr: str, seconds: float = 0.0,
+             container_stderr: str = "") -> ProgramResult:
+    """Turn one program's exit status and output into checks and program-level problems.
+
+    ``container_stderr`` (what the containers wrote to stderr) goes into a no-tap problem's detail:
+    it is the only trace of a container that died before printing anything.
+    """
+    result = ProgramResult(name, seconds, returncode, [], [], stderr, container_stderr)
     if returncode is None:
         result.problems.append(Problem("timeout", f"killed after {seconds:.0f}s"))
     if name in NEGATIVE_PROGRAMS:
@@ -327,7 +331,10 @@ def evaluate(name: str, returncode: int | None, stdout: str, stderr: str,
     for stream in streams:
         result.checks.extend(stream.checks)
     if returncode == 0 and not streams:
-        result.problems.append(Problem("no-tap", "no TAP output" + _stderr_tail(stderr)))
+        detail = "no TAP output" + _stderr_tail(stderr)
+        if container_stderr.strip():
+            detail += f"; container stderr: {_one_line(container_stderr)}"
+        result.problems.append(Problem("no-tap", detail))
     elif returncode == 0:
         for i, stream in enumerate(streams, 1):
             where = f"TAP stream {i}: " if len(streams) > 1 else ""
@@ -588,8 +595,9 @@ def collect_leftovers(before: Snapshot, wrapper: Wrapper, ids: set[str], grace: 
 
 # ---- running -----------------------------------------------------------------------------------
 
-def run_program(tree: Path, program: Path, wrapper: Wrapper, timeout: float) -> tuple[ProgramResult, str]:
-    """Run one program from the tree's top; its result and its raw stdout."""
+def run_program(tree: Path, program: Path, wrapper: Wrapper,
+                timeout: float) -> tuple[int | None, str, str, float]:
+    """Run one program from the tree's top: exit status (None: timed out), stdout, stderr, seconds."""
     env = dict(os.environ, RUNTIME=str(wrapper.path))
     env.pop("GOFLAGS", None)
     start = time.monotonic()
@@ -611,7 +619,7 @@ def run_program(tree: Path, program: Path, wrapper: Wrapper, timeout: float) -> 
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
-    return evaluate(program.name.removesuffix(".t"), rc, stdout, stderr, seconds), stdout
+    return rc, stdout, stderr, seconds
 
 
 @dataclass
@@ -723,11 +731,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for program in programs:
             before = Snapshot.take()
-            result, stdout = run_program(tree, program, wrapper, args.timeout)
+            rc, stdout, stderr, seconds = run_program(tree, program, wrapper, args.timeout)
             name = program.name.removesuffix(".t")
             commands, ids, container_stderr = wrapper.take_records(
                 args.out / f"{name}.configs" if args.out else None)
-            result.container_stderr = container_stderr
+            result = evaluate(name, rc, stdout, stderr, seconds, container_stderr)
             result.problems.extend(collect_leftovers(before, wrapper, ids))
             lines = judge(result, exps, verdict)
             ok, skipped, nok = result.counts()
@@ -739,7 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if any(line.startswith("  FAIL") for line in lines):
                     if result.stderr.strip():
                         print(f"  stderr {_one_line(result.stderr)}")
-                    if result.container_stderr.strip():
+                    shown = any(p.kind == "no-tap" for p in result.problems)  # already in the detail
+                    if result.container_stderr.strip() and not shown:
                         print(f"  container stderr {_one_line(result.container_stderr)}")
                 sys.stdout.flush()
             if args.out:
