@@ -115,7 +115,8 @@ conformance-go:
 # Unpack the tarball and build runtimetest plus the validation programs, unless the tree was
 # already built from this very tarball (its checksum is the stamp).
 conformance-build: conformance-go
-	@set -e; tarball=$$(ls $(CONF_SHARED)/runtime-tools-*.tar.gz | tail -1); \
+	@set -e; tarball=$$(ls $(CONF_SHARED)/runtime-tools-*.tar.gz 2>/dev/null | tail -1); \
+	if [ -z "$$tarball" ]; then echo "conformance: no runtime-tools-*.tar.gz in $(CONF_SHARED)" >&2; exit 1; fi; \
 	sum=$$(sha256sum "$$tarball" | cut -d' ' -f1); \
 	if [ "$$(cat $(CONF_TREE)/.built 2>/dev/null)" = "$$sum" ]; then \
 	  echo "conformance: $(CONF_TREE) already built from $$tarball"; exit 0; \
