@@ -10,8 +10,21 @@ DEMO_BUNDLE := build/demo-bundle
 APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd
 # The cgroup v2 stage: the installed launcher, tested inside a qemu guest with only cgroup2.
 V2GUEST     := OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY_SYSTEM) integration/v2guest/run.py
+# The conformance stage: the public OCI runtime-tools validation suite, built from the source
+# tarball in ../shared/conformance; the driver and its rules: integration/conformance/run.py.
+CONF_SHARED := ../shared/conformance
+CONF_TREE   := build/runtime-tools
+GO_BIN      := /usr/lib/go-1.23/bin
+GO_APT_LIST := /etc/apt/sources.list.d/bookworm-backports.list
+# Offline build: the tree vendors its modules; caches stay under build/.
+GO_ENV      := PATH=$(GO_BIN):$$PATH GOFLAGS=-mod=vendor GOTOOLCHAIN=local GOPROXY=off \
+               GOCACHE=$(CURDIR)/build/go-cache GOPATH=$(CURDIR)/build/go-path
+CONFORMANCE := $(PY_SYSTEM) integration/conformance/run.py --tree $(CONF_TREE)
+CONF_STAGE  := if [ -d $(CONF_SHARED) ]; then $(MAKE) --no-print-directory conformance-run; \
+               else echo "conformance: skipped: $(CONF_SHARED) not found"; fi
 
-.PHONY: all deps install uninstall venv checker demo test test-cgroupv2 unit integration lint bench clean
+.PHONY: all deps install uninstall venv checker demo test test-cgroupv2 unit integration lint bench clean \
+        conformance conformance-go conformance-build conformance-run
 
 all: venv checker
 
@@ -80,12 +93,52 @@ integration: venv checker install
 test-cgroupv2: venv checker install
 	$(V2GUEST)
 
-# Everything: install, lint, unit and integration tests, then the cgroup v2 stage.  The v2 stage
-# runs even when the host suite failed, so one run reports both; either failing fails the target.
+# The OCI runtime-tools validation suite against the installed launcher; the expected failures
+# (with their reasons) are in integration/conformance/expected-failures.txt.  Without
+# ../shared/conformance (where the suite's source tarball lives) the stage is skipped.
+conformance: install
+	@$(CONF_STAGE)
+
+# Go >= 1.21 (Debian 12 has 1.19): golang-1.23-go from bookworm-backports, once.
+conformance-go:
+	@if [ ! -x $(GO_BIN)/go ]; then \
+	  if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	    echo "adding $(GO_APT_LIST)"; \
+	    echo "deb http://deb.debian.org/debian bookworm-backports main" > $(GO_APT_LIST); \
+	  fi; \
+	  echo "installing golang-1.23-go from bookworm-backports"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -t bookworm-backports golang-1.23-go >/dev/null; \
+	fi
+	@$(GO_BIN)/go version
+
+# Unpack the tarball and build runtimetest plus the validation programs, unless the tree was
+# already built from this very tarball (its checksum is the stamp).
+conformance-build: conformance-go
+	@set -e; tarball=$$(ls $(CONF_SHARED)/runtime-tools-*.tar.gz 2>/dev/null | tail -1); \
+	if [ -z "$$tarball" ]; then echo "conformance: no runtime-tools-*.tar.gz in $(CONF_SHARED)" >&2; exit 1; fi; \
+	sum=$$(sha256sum "$$tarball" | cut -d' ' -f1); \
+	if [ "$$(cat $(CONF_TREE)/.built 2>/dev/null)" = "$$sum" ]; then \
+	  echo "conformance: $(CONF_TREE) already built from $$tarball"; exit 0; \
+	fi; \
+	echo "conformance: building $(CONF_TREE) from $$tarball"; \
+	rm -rf $(CONF_TREE) $(CONF_TREE).new && mkdir -p $(CONF_TREE).new; \
+	tar -xzf "$$tarball" -C $(CONF_TREE).new --strip-components=1; \
+	MAKEFLAGS= $(GO_ENV) $(MAKE) --no-print-directory -C $(CONF_TREE).new runtimetest validation-executables >/dev/null; \
+	echo "$$sum" > $(CONF_TREE).new/.built; \
+	mv $(CONF_TREE).new $(CONF_TREE)
+
+conformance-run: conformance-build
+	$(CONFORMANCE) --runtime $(PREFIX)/bin/ociruntime
+
+# Everything: install, lint, unit and integration tests, then the cgroup v2 stage, then the
+# conformance suite.  Every stage runs even when an earlier one failed, so one run reports all;
+# any failing fails the target.
 test: venv checker install lint
 	@status=0; \
 	OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY) -m pytest -q tests integration || status=1; \
 	$(V2GUEST) || status=1; \
+	$(CONF_STAGE) || status=1; \
 	exit $$status
 
 bench: venv install
