@@ -24,7 +24,7 @@ import select
 import signal
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ociruntime.errors import ConfigError, HookError
 from ociruntime.linux.fds import close_fds_except
@@ -362,11 +362,13 @@ def _run_one(prep: _Prepared, hook: Hook, payload: bytes) -> str | None:
         io.close()
 
 
-def run_hooks(kind: str, hooks: Sequence[Hook], state: dict, *, cwd: str | None = None) -> None:
+def run_hooks(kind: str, hooks: Sequence[Hook], state: dict, *, cwd: str | None = None,
+              on_error: Callable[[HookError], None] | None = None) -> None:
     """Run ``hooks`` in order with ``state`` as JSON on stdin; raise HookError on the first failure.
 
     Hooks are numbered from 0 in messages, worded as runc's ("error running prestart hook #0:
-    exit status 1, stdout: ..., stderr: ...").
+    exit status 1, stdout: ..., stderr: ...").  With ``on_error`` (poststart, poststop: "the
+    remaining hooks and lifecycle continue"), each failure goes there and the next hook runs.
     """
     if not hooks:
         return
@@ -379,7 +381,10 @@ def run_hooks(kind: str, hooks: Sequence[Hook], state: dict, *, cwd: str | None 
         for i, (hook, prep) in enumerate(zip(hooks, prepared, strict=True)):
             failure = _run_one(prep, hook, payload)
             if failure is not None:
-                raise HookError(f"error running {kind} hook #{i}: {failure}")
+                error = HookError(f"error running {kind} hook #{i}: {failure}")
+                if on_error is None:
+                    raise error
+                on_error(error)
     finally:
         # None means a handler installed outside Python, which we cannot restore from here.
         if previous is not None:

@@ -208,6 +208,17 @@ def test_first_failure_stops_the_list(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_on_error_reports_each_failure_and_goes_on(tmp_path: Path) -> None:
+    """poststart/poststop: every hook runs; each failure is reported with its own number."""
+    marker = tmp_path / "ran"
+    seen: list[str] = []
+    run_hooks("poststop", [sh_hook("exit 1"), sh_hook(f"touch {marker}"), sh_hook("exit 2")], STATE,
+              on_error=lambda e: seen.append(str(e)))
+    assert marker.exists()
+    assert [m.split(":")[0] for m in seen] == ["error running poststop hook #0",
+                                              "error running poststop hook #2"]
+
+
 def _failure_report(hook: Hook) -> list[str]:
     """Run a hook that must fail and return the words of its stdout excerpt."""
     with pytest.raises(HookError) as info:

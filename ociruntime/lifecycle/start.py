@@ -23,7 +23,8 @@ def run_post_hooks(rec: Record, kind: str, status: str) -> None:
     hooks = tuple(Hook(path=h["path"], args=tuple(h["args"]), env=tuple(h["env"]), timeout=h["timeout"])
                   for h in rec.hooks[kind])
     try:
-        run_hooks(kind, hooks, rec.oci_state(status))
+        # runtime.md: a failing poststart/poststop hook is a warning, and the remaining hooks run.
+        run_hooks(kind, hooks, rec.oci_state(status), on_error=lambda e: LOG.warning(str(e)))
     except OCIError as e:
         LOG.warning(str(e))
 
