@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import bundles_build, new_id
+from conftest import bundles_build, new_id, run_in_pty
 from engines import CGROUP_ROOT, host_cgroup, launcher, mounts_under, proc_field, wait_for
 
 pytestmark = pytest.mark.root
@@ -304,3 +304,24 @@ def test_task_ps(ctr: Ctr) -> None:
     rows = ctr("task", "ps", cid, check=True).stdout.splitlines()[1:]
     assert sorted(int(r.split()[0]) for r in rows) == sorted(int(x) for x in procs.read_text().split())
     assert pid in [int(r.split()[0]) for r in rows]
+
+
+# ---- exec ---------------------------------------------------------------------------------------
+
+def test_task_exec(ctr: Ctr) -> None:
+    cid, _pid = ctr.detached()
+    p = ctr("task", "exec", "--exec-id", "e1", cid, "sh", "-c", "echo out; echo $$; exit 4")
+    assert p.returncode == 4, p.stderr
+    out = p.stdout.split()
+    assert out[0] == "out" and out[1] != "1"
+    p = ctr("task", "exec", "--exec-id", "e2", cid, "cat", "/proc/1/cmdline")
+    assert p.returncode == 0 and p.stdout.startswith("sh"), p.stderr
+
+
+def test_task_exec_tty(ctr: Ctr) -> None:
+    cid, _pid = ctr.detached()
+    cmd = [*ctr.base, "task", "exec", "--tty", "--exec-id", "t1", cid, "sh", "-c",
+           "tty; read line; echo got:$line; exit 6"]
+    code, out = run_in_pty(cmd, b"/dev/pts/", b"hello\r")
+    assert code == 6, out
+    assert b"got:hello" in out

@@ -311,3 +311,41 @@ def test_top(podman: Podman) -> None:
     # Pids as seen in the container's pid namespace: sh is 1, its sleep another.
     assert ["1", f"sh -c {LOOP[2]}"] in [[pid, args.strip()] for pid, args in rows]
     assert any(args.strip() == "sleep 1000" for _, args in rows)
+
+
+# ---- exec ---------------------------------------------------------------------------------------
+
+def test_exec(podman: Podman) -> None:
+    cid = podman.detached()
+    p = podman("exec", cid, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (p.returncode, p.stdout, p.stderr) == (7, "out\n", "err\n")
+    # the process is inside the container: its pid namespace, its root
+    p = podman("exec", cid, "sh", "-c", "echo $$; cat /etc/hostname", check=True)
+    assert p.stdout.split()[0] != "1"
+    p = podman("exec", cid, "no-such-command")
+    assert p.returncode == 127, p.stderr
+
+
+def test_exec_tty(podman: Podman) -> None:
+    cid = podman.detached()
+    p = podman("exec", "-t", cid, "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo both-tty", check=True)
+    lines = p.stdout.replace("\r\n", "\n").split()
+    assert lines[0].startswith("/dev/pts/") and lines[1] == "both-tty"
+
+
+def test_exec_user_workdir_env(podman: Podman) -> None:
+    cid = podman.detached()
+    p = podman("exec", "--user", "1000:1000", "-w", "/tmp", "-e", "FOO=bar", cid,
+               "sh", "-c", "id -u; id -g; pwd; echo $FOO", check=True)
+    assert p.stdout.split() == ["1000", "1000", "/tmp", "bar"]
+
+
+def test_healthcheck_run(podman: Podman) -> None:
+    cid = podman("run", "-d", "--health-cmd", "test -e /etc/passwd", "--health-interval", "disable",
+                 IMAGE, *LOOP, check=True).stdout.strip()
+    p = podman("healthcheck", "run", cid)
+    assert p.returncode == 0, p.stderr
+    assert podman.inspect(cid, "{{.State.Health.Status}}") == "healthy"
+    bad = podman("run", "-d", "--health-cmd", "test -e /nonexistent", "--health-interval", "disable",
+                 IMAGE, *LOOP, check=True).stdout.strip()
+    assert podman("healthcheck", "run", bad).returncode != 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 
 from ociruntime.errors import ConfigError, InitError, OCIError, StateError, describe_oserror
 from ociruntime.lifecycle.context import Context
@@ -319,6 +318,8 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
     if plan.process.terminal and not opts.detach:
         # Foreground with a terminal: we are the console client (runc does the same), whether
         # or not our own stdin is a terminal.
+        import tempfile
+
         from ociruntime.lifecycle.console_proxy import ConsoleProxy
 
         proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
