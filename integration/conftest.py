@@ -186,7 +186,7 @@ def run_in_pty(cmd: list[str], when: bytes, reply: bytes, timeout: float = 30) -
 
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(cmd[0], cmd)
+        os.execvp(cmd[0], cmd)
     out = b""
     sent = False
     deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -263,6 +264,39 @@ def test_user_namespace_mappings(rt, bundle) -> None:
     assert r["gid_map"].split() == ["0", "100000", "65536"]
     assert r["uid"] == 0
     assert r["ns"]["user"] != ns_of("self", "user")
+
+
+def test_join_user_namespace_by_path_becomes_its_root(rt, bundle) -> None:
+    """Joined by path, the namespace need not map our host uid: the runtime becomes its root
+    (uid 0 there) before mounting, as runc does, so the container sets up and runs as root."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="ociruntime-userns-"))
+    base.chmod(0o755)
+    bundle.base = base
+    # A user namespace where our host uid 0 is not mapped: maps written from outside, as root.
+    holder = subprocess.Popen(["unshare", "--user", "sleep", "100"])
+    try:
+        deadline = time.monotonic() + 5
+        while ns_of(holder.pid, "user") == ns_of("self", "user"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for name in ("uid_map", "gid_map"):
+            Path(f"/proc/{holder.pid}/{name}").write_text("0 100000 65536\n")
+
+        def mutate(cfg: dict) -> None:
+            cfg["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{holder.pid}/ns/user"})
+
+        r = report(rt, bundle, mutate)
+        assert r["ns"]["user"] == ns_of(holder.pid, "user")
+        assert (r["uid"], r["gid"]) == (0, 0)
+        assert r["uid_map"].split() == ["0", "100000", "65536"]
+    finally:
+        holder.kill()
+        holder.wait()
+        shutil.rmtree(base)
 
 
 def test_cgroup_joined(rt, bundle) -> None:

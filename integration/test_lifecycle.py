@@ -284,3 +284,38 @@ def test_start_returns_once_the_process_runs(rt, bundle, tmp_path: Path) -> None
         assert out.read_text().strip() == "sleep"
     finally:
         rt("delete", "--force", cid)
+
+
+def test_every_wait_has_a_deadline(rt, bundle) -> None:
+    """A child that hangs makes create/start/exec fail with one line, not hang the caller."""
+    env = dict(os.environ, OCIRUNTIME_WAIT_TIMEOUT="2")
+
+    def hang_create(cfg: dict) -> None:
+        cfg["hooks"] = {"createContainer": [{"path": "/bin/sleep", "args": ["sleep", "100"]}]}
+
+    t0 = time.monotonic()
+    p = rt("create", "--bundle", str(bundle(["true"], hang_create)), new_id(), env=env)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and err.count("\n") == 1, err
+    assert "timed out after 2s waiting for the container init" in err
+    assert time.monotonic() - t0 < 30
+    assert [d for d in os.listdir(rt.root) if not d.startswith(".")] == []
+
+    def hang_start(cfg: dict) -> None:
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sleep", "args": ["sleep", "100"]}]}
+
+    cid = new_id()
+    rt("create", "--bundle", str(bundle(["true"], hang_start)), cid, check=True)
+    p = rt("start", cid, env=env)
+    assert p.returncode == 1 and b"timed out after 2s" in p.stderr, p.stderr
+    assert rt("delete", "--force", cid).returncode == 0
+
+    cid = new_id()
+    rt("run", "-d", "--bundle", str(bundle(["sleep", "1000"])), cid, check=True)
+    try:
+        assert rt("pause", cid).returncode == 0
+        p = rt("exec", "--ignore-paused", cid, "true", env=env)
+        assert p.returncode == 255 and b"timed out after 2s" in p.stderr, p.stderr
+        assert rt("resume", cid).returncode == 0
+    finally:
+        rt("delete", "--force", cid)

@@ -219,3 +219,44 @@ def test_rootfs_propagation_applied_to_new_root(rt, bundle, prop: str, tag: str 
         assert not any(f.startswith(("shared:", "unbindable")) for f in optional), root
     else:
         assert any(f.startswith(tag) for f in optional), root
+
+
+def test_cwd_only_root_can_enter_still_works_for_a_user(rt, bundle) -> None:
+    """runc chdirs while still root and retries as the user only on EACCES/EPERM."""
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+        cfg["process"]["cwd"] = "/rootonly"
+
+    b = bundle(["sh", "-c", "pwd; ls . >/dev/null 2>&1 || echo cannot-list"], mutate)
+    d = b / "rootfs" / "rootonly"
+    d.mkdir()
+    d.chmod(0o700)
+    p = rt("run", "--bundle", str(b), new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().split() == ["/rootonly", "cannot-list"]
+    # exec does the same
+    cid = new_id()
+    b2 = bundle(["sleep", "1000"])
+    (b2 / "rootfs" / "rootonly").mkdir()
+    (b2 / "rootfs" / "rootonly").chmod(0o700)
+    rt("run", "-d", "--bundle", str(b2), cid, check=True)
+    try:
+        p = rt("exec", "--user", "1000", "--cwd", "/rootonly", cid, "pwd")
+        assert (p.returncode, p.stdout) == (0, b"/rootonly\n"), p.stderr
+    finally:
+        rt("delete", "--force", cid)
+
+
+def test_stdio_given_to_the_process_user(rt, bundle) -> None:
+    """runc's fixStdioPermissions: fds 0-2 are chowned to the process uid (gid kept) before the
+    user switch, so a non-root process can use them; /dev/null is left alone."""
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+
+    p = rt("run", "--bundle", str(bundle(
+        ["sh", "-c", "stat -L -c '%u %g' /proc/self/fd/0 /proc/self/fd/1"], mutate)), new_id())
+    assert p.returncode == 0, p.stderr
+    stdin_owner, stdout_owner = p.stdout.decode().splitlines()
+    assert stdin_owner == "0 0"  # /dev/null: never chowned
+    assert stdout_owner == "1000 0"  # our temporary file: now the user's, group kept
+    assert os.stat("/dev/null").st_uid == 0

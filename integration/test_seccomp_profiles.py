@@ -96,3 +96,72 @@ def test_start_container_hooks_run_under_the_filter(rt, bundle) -> None:
     assert p.returncode == 0, p.stderr
     assert (b / "rootfs" / "tmp" / "hook.rc").read_text().strip() != "0"
     assert not (b / "rootfs" / "tmp" / "hookdir").exists()
+
+
+class _Agent:
+    """A seccomp agent at listenerPath: records what each connection brings, closes the fd
+    (a notified call then fails with ENOSYS, the kernel's answer without a listener)."""
+
+    def __init__(self, path: str) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.got: list[tuple[dict, str]] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import array
+        import os
+        import socket
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                fds = array.array("i")
+                data, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(4 * fds.itemsize))
+                for _level, _type, cdata in anc:
+                    fds.frombytes(cdata[: len(cdata) - len(cdata) % fds.itemsize])
+                while True:
+                    more = conn.recv(65536)
+                    if not more:
+                        break
+                    data += more
+                kind = os.readlink(f"/proc/self/fd/{fds[0]}") if fds else ""
+                for fd in fds:
+                    os.close(fd)
+                self.got.append((json.loads(data), kind))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_exec_hands_its_notify_listener_to_the_agent(rt, bundle, tmp_path) -> None:
+    agent = _Agent(str(tmp_path / "agent.sock"))
+
+    def mutate(cfg: dict) -> None:
+        cfg["root"]["readonly"] = False
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW",
+                                   "listenerPath": str(tmp_path / "agent.sock"),
+                                   "listenerMetadata": "meta",
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+
+    cid = new_id()
+    try:
+        rt("run", "-d", "--bundle", str(bundle(["sleep", "1000"], mutate)), cid, check=True)
+        p = rt("exec", cid, "mkdir", "/tmp/x")
+        assert p.returncode != 0 and b"not implemented" in p.stderr.lower(), p.stderr
+        assert len(agent.got) == 2  # create's init, then the exec'd process: one listener each
+        for doc, kind in agent.got:
+            assert kind == "anon_inode:seccomp notify"
+            assert doc["fds"] == ["seccompFd"] and doc["metadata"] == "meta"
+            assert doc["state"]["id"] == cid
+    finally:
+        rt("delete", "--force", cid)
+        agent.close()

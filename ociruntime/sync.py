@@ -71,6 +71,10 @@ class ChannelClosed(Exception):
     """The peer closed its end (EOF)."""
 
 
+class ChannelTimeout(Exception):
+    """No message within the channel's deadline."""
+
+
 class Channel:
     """One end of the socketpair."""
 
@@ -82,6 +86,10 @@ class Channel:
         """(parent end, child end); both close-on-exec so no container process inherits them."""
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         return Channel(a), Channel(b)
+
+    def set_deadline(self, seconds: float) -> None:
+        """Bound every later receive on this end (the parent's; children wait without one)."""
+        self.sock.settimeout(seconds)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -100,7 +108,10 @@ class Channel:
     def recv(self) -> tuple[dict, list[int]]:
         """Receive one message and any fds; raise ChannelClosed on EOF."""
         fds = array.array("i")
-        data, anc, _flags, _addr = self.sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(16 * fds.itemsize))
+        try:
+            data, anc, _flags, _addr = self.sock.recvmsg(MAX_PACKET, socket.CMSG_SPACE(16 * fds.itemsize))
+        except TimeoutError:
+            raise ChannelTimeout() from None
         for level, ctype, cdata in anc:
             if level == socket.SOL_SOCKET and ctype == socket.SCM_RIGHTS:
                 fds.frombytes(cdata[: len(cdata) - (len(cdata) % fds.itemsize)])

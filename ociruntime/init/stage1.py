@@ -38,6 +38,11 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
             if nstype == "user":
                 step = f"join user namespace {path}"
                 setns_path(path, NAMESPACES["user"][0])
+                # Our host uid may not be mapped there (then we are the overflow uid, and files
+                # of unmapped owners deny us even with capabilities): become its root before
+                # mounting anything, as runc's nsexec does.
+                step = "become root in user namespace"
+                ids.set_ids(0, 0)
         if plan.new_userns:
             step = "unshare user namespace"
             unshare(CLONE_NEWUSER)

@@ -28,7 +28,8 @@ from ociruntime.rootfs.cleanup import mount_ids_beneath, unmount_beneath
 from ociruntime.spec.loader import load_config
 from ociruntime.state.proc import start_time
 from ociruntime.state.store import ContainerDir, Record, Store
-from ociruntime.sync import Channel, ChannelClosed
+from ociruntime.sync import Channel, ChannelClosed, ChannelTimeout
+from ociruntime.waits import wait_timeout
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ def _spawn(ctx: Context, spawn: _Spawn, config: dict, opts: CreateOptions) -> Re
             os.close(log_fd)
         if console_fd >= 0:
             os.close(console_fd)
+        parent.set_deadline(wait_timeout())
         rec = _drive(ctx, spawn, parent, config)
     finally:
         parent.close()
@@ -271,6 +273,8 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
                         os.close(fd)
             elif t == "ready":
                 return rec
+    except ChannelTimeout:
+        raise InitError(f"timed out after {wait_timeout():g}s waiting for the container init") from None
     except ChannelClosed:
         detail = ""
         if spawn.stage1:

@@ -24,7 +24,8 @@ from ociruntime.plan import ExecPlan, process_plan
 from ociruntime.record import dataclass, field
 from ociruntime.state.proc import is_alive, pidfd_for
 from ociruntime.state.store import ContainerDir, Record, Store
-from ociruntime.sync import Channel, ChannelClosed
+from ociruntime.sync import Channel, ChannelClosed, ChannelTimeout
+from ociruntime.waits import wait_timeout
 
 ID_MAX = 2**32 - 2  # 2**32-1 means "unchanged" to setresuid; larger would wrap to root
 
@@ -353,6 +354,7 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
             os.close(console_fd)
             console_fd = -1
         target.close()
+        parent.set_deadline(wait_timeout())
         pid = _drive(plan, parent, joiner, pids, rec)
         if opts.detach:
             if opts.pid_file:
@@ -368,8 +370,7 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
         for p in pids:
             with contextlib.suppress(OSError):
                 os.kill(p, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(p, 0)
+        _reap(pids)
         raise
     finally:
         forward.restore()
@@ -380,6 +381,25 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
             proxy.close()
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(proxy.path))
+
+
+def _reap(pids: list[int], seconds: float = 2.0) -> None:
+    """Reap killed children, but never wait long: one frozen with a paused container dies only
+    once it is thawed (then our caller, or init, reaps it)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for p in list(left):
+            try:
+                got, _ = os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                got = p
+            if got == p:
+                left.remove(p)
+        if left:
+            time.sleep(0.01)
 
 
 def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Record) -> int:
@@ -413,6 +433,8 @@ def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Rec
             finally:
                 for fd in passed:
                     os.close(fd)
+    except ChannelTimeout:
+        raise InitError(f"timed out after {wait_timeout():g}s waiting for the process to start") from None
     except ChannelClosed:
         if not pids or pids[-1] == joiner:
             raise InitError("joining the container failed") from None

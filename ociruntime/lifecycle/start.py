@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import time
 
 from ociruntime.errors import OCIError, StateError
 from ociruntime.lifecycle.context import Context
 from ociruntime.log import LOG
 from ociruntime.state.proc import is_alive
 from ociruntime.state.store import Record, Store
+from ociruntime.waits import wait_timeout
 
 
 def run_post_hooks(rec: Record, kind: str, status: str) -> None:
@@ -38,7 +40,11 @@ def _release(fifo: str, rec: Record) -> None:
         poller = select.poll()
         poller.register(fd, select.POLLIN | select.POLLHUP)
         got = False
+        deadline = time.monotonic() + wait_timeout()
         while True:
+            if time.monotonic() > deadline:
+                what = "to run the process" if got else "to take the start signal"
+                raise OCIError(f"timed out after {wait_timeout():g}s waiting for the container init {what}")
             events = poller.poll(100)
             if events:
                 data = b""
