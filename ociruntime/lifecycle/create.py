@@ -26,6 +26,7 @@ from ociruntime.plan import InitPlan, build
 from ociruntime.record import dataclass
 from ociruntime.rootfs.cleanup import mount_ids_beneath, unmount_beneath
 from ociruntime.spec.loader import load_config
+from ociruntime.state.pidfile import write_pid_file
 from ociruntime.state.proc import start_time
 from ociruntime.state.store import ContainerDir, Record, Store
 from ociruntime.sync import Channel, ChannelClosed, ChannelTimeout
@@ -50,21 +51,6 @@ class CreateOptions:
 def _now_rfc3339() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """The decimal pid, no newline (containerd parses it with Atoi), renamed into place."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(pid))
-        os.rename(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise OCIError(f"write pid file {path}: {os.strerror(e.errno or 0).lower()}") from None
 
 
 class _Spawn:

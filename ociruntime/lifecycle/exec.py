@@ -358,7 +358,7 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
         pid = _drive(plan, parent, joiner, pids, rec)
         if opts.detach:
             if opts.pid_file:
-                from ociruntime.lifecycle.create import write_pid_file
+                from ociruntime.state.pidfile import write_pid_file
 
                 write_pid_file(opts.pid_file, pid)
             return 0
@@ -484,10 +484,10 @@ class _Forwarder:
 
 def _foreground(pid: int, proxy: object | None, pid_file: str | None) -> int:
     """Copy the terminal if we own it, and exit with the process's status."""
-    from ociruntime.lifecycle.run import exit_code, wait_child
+    from ociruntime.lifecycle.wait import exit_code, wait_child
 
     if pid_file:
-        from ociruntime.lifecycle.create import write_pid_file
+        from ociruntime.state.pidfile import write_pid_file
 
         write_pid_file(pid_file, pid)
     if proxy is not None:

@@ -12,18 +12,12 @@ from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.create import CreateOptions, create
 from ociruntime.lifecycle.delete import destroy
 from ociruntime.lifecycle.start import start
+from ociruntime.lifecycle.wait import exit_code, wait_child
 from ociruntime.state.store import Store
 
 # Signals a foreground `run` passes on to the container, like runc's signal forwarding.
 _FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell would report it: the exit code, or 128 + signal number."""
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.waitstatus_to_exitcode(status)
 
 
 def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep: bool) -> int:
@@ -92,17 +86,6 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
 
 
-def wait_child(pid: int, what: str = "container init") -> int:
-    """Wait for ``pid`` (our child: we are its subreaper); reap other orphans on the way."""
-    while True:
-        try:
-            got, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            raise OCIError(f"{what} {pid} is not our child") from None
-        except InterruptedError:
-            continue
-        if got == pid:
-            return status
 
 
 def _start_or_destroy(ctx: Context, container_id: str) -> None:
