@@ -57,6 +57,8 @@ def test_exec_joins_every_namespace_and_the_cgroup(rt, bundle) -> None:
         for name in ("pid", "net", "ipc", "uts", "mnt", "cgroup"):
             assert r["ns"][name] == os.stat(f"/proc/{init}/ns/{name}").st_ino, name
         assert r["pid"] > 1  # pid 1 is the init: we are a second process in its pid namespace
+        # a session of its own (runc): the caller's terminal is not the container's
+        assert r["sid"] == r["pid"]
         assert r["cwd"] == "/"
         # the same cgroup in every hierarchy as the init (seen through the cgroup namespace)
         with open(f"/proc/{init}/cgroup") as f:
@@ -244,6 +246,13 @@ def test_exec_processes_in_ps_kill_all_and_delete(rt, bundle, tmp_path: Path) ->
         pid = int(pidfile.read_text())
         listed = json.loads(rt("ps", "--format", "json", cid, check=True).stdout)
         assert pid in listed and rt.state(cid)["pid"] in listed
+        # frozen by pause with the rest of the container (a frozen task sleeps in state D)
+        assert rt("pause", cid).returncode == 0
+        deadline = time.monotonic() + 10
+        while "State:\tD" not in Path(f"/proc/{pid}/status").read_text() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "State:\tD" in Path(f"/proc/{pid}/status").read_text()
+        assert rt("resume", cid).returncode == 0
         assert rt("kill", "--all", cid, "KILL").returncode == 0
         deadline = time.monotonic() + 10
         while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:

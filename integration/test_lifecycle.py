@@ -308,6 +308,9 @@ def test_every_wait_has_a_deadline(rt, bundle) -> None:
     rt("create", "--bundle", str(bundle(["true"], hang_start)), cid, check=True)
     p = rt("start", cid, env=env)
     assert p.returncode == 1 and b"timed out after 2s" in p.stderr, p.stderr
+    # the init took the start signal: the container counts as started from now on
+    assert rt.state(cid)["status"] == "running"
+    assert rt("start", cid).returncode == 1
     assert rt("delete", "--force", cid).returncode == 0
 
     cid = new_id()

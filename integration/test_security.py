@@ -214,3 +214,27 @@ def test_cgroup_mounts_readonly_inside(rt, bundle) -> None:
            new_id())
     assert p.returncode == 0
     assert b"Read-only file system" in p.stdout
+
+
+def test_runtime_interpreter_never_executed_in_the_container(rt, bundle) -> None:
+    """CVE-2019-5736 for a Python runtime: until execve the process's /proc/self/exe is the host
+    interpreter.  An image must not get it executed, directly or through a #! chain."""
+    b = bundle(["sleep", "1000"], lambda cfg: cfg["root"].update(readonly=False))
+    bindir = b / "rootfs" / "bin"
+    (bindir / "evil").write_text("#!/proc/self/exe\nprint('pwned')\n")
+    (bindir / "evil2").write_text("#!/bin/evil\n")
+    for f in ("evil", "evil2"):
+        (bindir / f).chmod(0o755)
+    cid = new_id()
+    rt("run", "-d", "--bundle", str(b), cid, check=True)
+    try:
+        for args in (["/proc/self/exe", "-c", "print(1)"], ["evil"], ["/bin/evil2"]):
+            p = rt("exec", cid, *args)
+            err = p.stderr.decode()
+            assert p.returncode == 255 and "runtime's own interpreter" in err, (args, err)
+            assert b"pwned" not in p.stdout
+    finally:
+        rt("delete", "--force", cid)
+    # create refuses it the same way, leaving nothing behind
+    p = rt("create", "--bundle", str(bundle(["/proc/self/exe"])), new_id())
+    assert p.returncode == 1 and b"runtime's own interpreter" in p.stderr, p.stderr

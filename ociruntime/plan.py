@@ -7,6 +7,7 @@ numbers, argv/env as bytes, compiled seccomp BPF.  The children never read confi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from ociruntime import record
@@ -40,6 +41,9 @@ class ProcessPlan:
     scheduler: dict | None
     io_priority: dict | None
     exec_cpu_affinity: dict | None
+    # (st_dev, st_ino) of the interpreter running the runtime: the container must never get to
+    # execute it (CVE-2019-5736 for a Python runtime: `/proc/self/exe` or `#!/proc/self/exe`).
+    runtime_exe: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,11 @@ def _namespaces(linux: dict) -> tuple[int, bool, tuple[tuple[str, str], ...]]:
     return flags, new_user, ordered
 
 
+def _runtime_exe() -> tuple[int, int]:
+    st = os.stat("/proc/self/exe")
+    return st.st_dev, st.st_ino
+
+
 def process_plan(proc: dict, warn: Callable[[str], None], debug: Callable[[str], None]) -> ProcessPlan:
     """A validated spec ``process`` object -> the plan both create and exec finish with."""
     user = proc.get("user") or {}
@@ -157,6 +166,7 @@ def process_plan(proc: dict, warn: Callable[[str], None], debug: Callable[[str],
         scheduler=proc.get("scheduler"),
         io_priority=proc.get("ioPriority"),
         exec_cpu_affinity=proc.get("execCPUAffinity"),
+        runtime_exe=_runtime_exe(),
     )
 
 

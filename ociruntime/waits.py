@@ -16,4 +16,5 @@ def wait_timeout() -> float:
         value = float(os.environ.get("OCIRUNTIME_WAIT_TIMEOUT", DEFAULT_WAIT))
     except ValueError:
         return DEFAULT_WAIT
-    return value if value > 0 else DEFAULT_WAIT
+    # Clamped: socket timeouts overflow on huge values (and inf/nan are no deadline at all).
+    return min(value, 86400.0) if value > 0 else DEFAULT_WAIT

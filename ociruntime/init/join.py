@@ -19,8 +19,8 @@ import os
 from ociruntime.init.console import setup_console
 from ociruntime.init.guard import block_imports
 from ociruntime.init.process import ExecNotFound, Tail, become, load_seccomp, prepare
-from ociruntime.linux import keyring, prctl
-from ociruntime.linux.ns import setns_fd
+from ociruntime.linux import ids, keyring, prctl, rlimit
+from ociruntime.linux.ns import CLONE_NEWUSER, setns_fd
 from ociruntime.linux.procfs import open_procfs, write_proc
 from ociruntime.plan import ExecPlan
 from ociruntime.sync import Channel
@@ -72,8 +72,19 @@ def joiner(plan: ExecPlan, chan: Channel, target: JoinTarget, console_fd: int) -
                 write_proc(procfd, "self/oom_score_adj", str(plan.process.oom_score_adj))
             finally:
                 os.close(procfd)
+        if plan.process.rlimits:
+            # Before the user namespace: raising a hard limit needs CAP_SYS_RESOURCE in the
+            # initial namespace (runc sets them from outside too); inherited by the fork.
+            step = "set rlimits"
+            for res, soft, hard in plan.process.rlimits:
+                rlimit.set_rlimit(res, soft, hard)
         step = "join namespaces"
         _join_namespaces(target)
+        if target.ns_flags & CLONE_NEWUSER:
+            # Our host uid is usually not mapped there: become the namespace's root (runc
+            # does), so permission checks before the user switch are root's, not "other"'s.
+            step = "become root in user namespace"
+            ids.set_ids(0, 0)
         step = "enter container root"
         os.fchdir(target.root_fd)
         os.chroot(".")
@@ -100,6 +111,11 @@ def _process(plan: ExecPlan, chan: Channel, console_fd: int) -> None:
     try:
         step[0] = "wait for parent"
         chan.expect("go")
+        if not proc.terminal:
+            # A session of its own (runc's nsexec does this for every process): the caller's
+            # controlling terminal must not be reachable from the container (TIOCSTI).
+            step[0] = "setsid"
+            os.setsid()
         if proc.terminal:
             # The pty comes from the container's devpts (we are in its root); no /dev/console bind:
             # that belongs to the init.  setup_console also makes our own session.

@@ -42,6 +42,41 @@ class ExecNotFound(Exception):
     (``executable file not found in $PATH`` -> 127, ``no such file or directory`` -> 127)."""
 
 
+_MAX_SCRIPT_DEPTH = 5  # the kernel follows at most 4 nested #! interpreters (BINPRM_MAX_RECURSION)
+
+
+def refuse_runtime_exe(exe: bytes, runtime_exe: tuple[int, int]) -> None:
+    """Refuse an executable that is, or whose ``#!`` interpreter chain leads to, the interpreter
+    running us: executed in the container it would be a host binary the container can reach
+    through /proc/<pid>/exe and overwrite (CVE-2019-5736; the test in SECURITY.md is an image
+    whose /bin/sh starts with ``#!/proc/self/exe``)."""
+    path = exe
+    for _ in range(_MAX_SCRIPT_DEPTH):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return  # execve reports it
+        if (st.st_dev, st.st_ino) == runtime_exe:
+            raise OSError(errno.EACCES, "refusing to execute the runtime's own interpreter: "
+                          "Permission denied", os.fsdecode(exe))
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return
+        try:
+            head = os.read(fd, 256)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        if not head.startswith(b"#!"):
+            return
+        words = head[2:].split(b"\n", 1)[0].split()
+        if not words:
+            return
+        path = words[0]
+
+
 def lookup(proc: ProcessPlan) -> bytes:
     """Resolve args[0] like Go's exec.LookPath with the container's PATH (runc does the same)."""
     name = proc.args[0]
@@ -119,7 +154,9 @@ def prepare(proc: ProcessPlan) -> Prepared:
         sched.set_ioprio(proc.io_priority["class"], proc.io_priority.get("priority", 0))
     if proc.caps is not None:
         _check_caps_grantable(proc.caps)
-    return Prepared(lookup(proc), pending)
+    exe = lookup(proc)
+    refuse_runtime_exe(exe, proc.runtime_exe)
+    return Prepared(exe, pending)
 
 
 def _check_caps_grantable(want: caps.CapSets) -> None:

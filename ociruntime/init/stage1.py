@@ -13,7 +13,7 @@ import os
 from ociruntime import record
 from ociruntime.init import container
 from ociruntime.init.guard import block_imports
-from ociruntime.linux import ids
+from ociruntime.linux import ids, rlimit
 from ociruntime.linux.ns import CLONE_NEWUSER, NAMESPACES, setns_path, unshare, write_time_offsets
 from ociruntime.plan import InitPlan
 from ociruntime.rootfs.mounts import clone_bind_sources
@@ -34,6 +34,12 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
             # not reach (rootfs/mounts.py).  The init receives the plan naming the clones' fds.
             step = "open bind mount sources"
             plan = record.replace(plan, rootfs=clone_bind_sources(plan.rootfs))
+        if plan.process.rlimits and (plan.new_userns or any(t == "user" for t, _ in plan.join)):
+            # Before the user namespace: raising a hard limit needs CAP_SYS_RESOURCE in the
+            # initial namespace; the init inherits them (and sets the same values again).
+            step = "set rlimits"
+            for res, soft, hard in plan.process.rlimits:
+                rlimit.set_rlimit(res, soft, hard)
         for nstype, path in plan.join:
             if nstype == "user":
                 step = f"join user namespace {path}"

@@ -346,6 +346,9 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
         prctl.set_child_subreaper(True)
         joiner = os.fork()
         if joiner == 0:
+            # Our forwarding handlers are not the children's: a signal before execve acts as
+            # it would on the process (and is reset with the rest before execve).
+            forward.restore()
             parent.close()
             join.joiner(plan, child, target.join, console_fd)  # never returns
         pids.append(joiner)

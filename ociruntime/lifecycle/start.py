@@ -31,6 +31,10 @@ def run_post_hooks(rec: Record, kind: str, status: str) -> None:
         LOG.warning(str(e))
 
 
+class _StartedLate(OCIError):
+    """The init took the start signal but did not reach execve in time: it is started."""
+
+
 def _release(fifo: str, rec: Record) -> None:
     """Open the fifo for reading (unblocking the init's open), take its one byte, then read to
     EOF: the init holds the write end until execve closes it, so when this returns the user
@@ -43,8 +47,11 @@ def _release(fifo: str, rec: Record) -> None:
         deadline = time.monotonic() + wait_timeout()
         while True:
             if time.monotonic() > deadline:
-                what = "to run the process" if got else "to take the start signal"
-                raise OCIError(f"timed out after {wait_timeout():g}s waiting for the container init {what}")
+                if got:
+                    raise _StartedLate(f"timed out after {wait_timeout():g}s waiting for the "
+                                       "container init to run the process")
+                raise OCIError(f"timed out after {wait_timeout():g}s waiting for the container init "
+                               "to take the start signal")
             events = poller.poll(100)
             if events:
                 data = b""
@@ -72,7 +79,14 @@ def start(ctx: Context, container_id: str) -> None:
             if status == "stopped":
                 raise StateError("cannot start a container that has stopped")
             raise StateError("cannot start an already running container")
-        _release(cdir.fifo_path, rec)
+        try:
+            _release(cdir.fifo_path, rec)
+        except _StartedLate:
+            # It runs (or will): record that, so state, delete and a second start agree.
+            os.unlink(cdir.fifo_path)
+            rec.started = True
+            cdir.save(rec)
+            raise
         os.unlink(cdir.fifo_path)
         rec.started = True
         cdir.save(rec)
