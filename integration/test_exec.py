@@ -163,6 +163,8 @@ def test_exec_process_file(rt, bundle, tmp_path: Path) -> None:
     (["--user", "0:4294967296"], "out of range"),
     (["--user", "-1"], "out of range"),
     (["--user", "root"], "bad uid"),
+    (["--user", "1_000"], "invalid syntax"),
+    (["--cgroup", "nosuchctl:x"], "unknown controller"),
     (["-g", "4294967296"], "out of range"),
     (["--apparmor", "x"], "apparmor"),
     (["--process-label", "x"], "selinux"),

@@ -564,12 +564,15 @@ def test_device_access_repeats_accepted_and_unknown_letters_warn(bundle: Path) -
     assert warnings == ['linux.resources.devices[2].access: unknown access "x" ignored, "rw" is used']
 
 
-def test_lsm_labels_accepted_when_host_has_them(bundle: Path) -> None:
+@pytest.mark.parametrize(("key", "lsm"), [("apparmorProfile", "apparmor"), ("selinuxLabel", "selinux"),
+                                        ("mountLabel", "selinux")])
+def test_lsm_labels_refused_even_when_host_has_them(bundle: Path, key: str, lsm: str) -> None:
+    """This runtime applies no LSM label: accepting one would run the container unconfined."""
     doc = base_doc()
-    proc(doc).update(apparmorProfile="p", selinuxLabel="a:b:c:s0")
-    linux(doc)["mountLabel"] = "a:b:c:s0"
+    (linux(doc) if key == "mountLabel" else proc(doc))[key] = "a:b:c:s0"
     host = semantic.Host(HOST.filesystems, apparmor=True, selinux=True)
-    semantic.check(doc, str(bundle), None, host)
+    with pytest.raises(ConfigError, match=f"{lsm} labels are not supported by this runtime"):
+        semantic.check(doc, str(bundle), None, host)
 
 
 def test_relative_bind_source_resolves_against_bundle(

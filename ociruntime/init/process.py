@@ -163,8 +163,8 @@ def _check_caps_grantable(want: caps.CapSets) -> None:
     """Fail now, while create can still report it, if capset would be refused after start:
     the kernel never grants a permitted capability we do not hold (a host without
     CAP_SYS_RESOURCE, say), nor an inheritable one outside our bounding set."""
-    have = caps.get_caps()
-    missing = ((want.permitted | want.effective) & ~have["CapPrm"]) | (want.inheritable & ~have["CapBnd"])
+    permitted, bounding = caps.own_caps()
+    missing = ((want.permitted | want.effective) & ~permitted) | (want.inheritable & ~bounding)
     if missing:
         raise OSError(errno.EPERM, f"capset: {', '.join(caps.cap_names(missing))} cannot be granted: "
                       "Operation not permitted")

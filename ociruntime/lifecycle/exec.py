@@ -66,11 +66,12 @@ class ExecOptions:
 
 def parse_id(text: str, what: str) -> int:
     """A uid/gid from the command line: a decimal in 0..2**32-2, never wrapped (runc wraps
-    4294967296 to 0, i.e. root)."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise ConfigError(f'bad {what}: parsing "{text}": invalid syntax') from None
+    4294967296 to 0, i.e. root).  ASCII digits only, like Go's Atoi (Python's int() would also
+    take "1_000", " 7" and other scripts' digits)."""
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        raise ConfigError(f'bad {what}: parsing "{text}": invalid syntax')
+    value = int(text, 10)
     if not 0 <= value <= ID_MAX:
         raise ConfigError(f'bad {what}: parsing "{text}": value out of range')
     return value
@@ -158,6 +159,10 @@ def _cgroup_dirs(cgroup: dict, subs: dict[str, str]) -> tuple[str, ...]:
     from ociruntime.cgroups.base import UNIFIED
 
     paths: dict[str, str] = dict(cgroup.get("paths") or {})
+    known = {c for name in paths for c in name.split(",")}
+    for ctrl in subs:
+        if ctrl and cgroup.get("mode") != "v2" and ctrl not in known:
+            raise ConfigError(f"invalid --cgroup argument: unknown controller {ctrl!r}")
     out: list[str] = []
     for name, d in sorted(paths.items(), key=lambda kv: (kv[0] == UNIFIED, kv[0])):
         # v1 controllers co-mounted as "cpu,cpuacct" answer to either name.

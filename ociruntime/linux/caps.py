@@ -12,7 +12,7 @@ import ctypes
 import errno
 from collections.abc import Callable
 
-from ociruntime.linux.libc import SYS_CAPSET, check, syscall
+from ociruntime.linux.libc import SYS_CAPGET, SYS_CAPSET, check, syscall
 from ociruntime.linux.prctl import (
     PR_CAP_AMBIENT,
     PR_CAP_AMBIENT_CLEAR_ALL,
@@ -230,6 +230,20 @@ def set_caps(c: CapSets) -> None:
                 name,
             )
         prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, what=f"PR_CAP_AMBIENT_RAISE {name}")
+
+
+def own_caps() -> tuple[int, int]:
+    """(permitted, bounding) of this process from capget(2) and PR_CAPBSET_READ: no /proc, which
+    in a container's namespaces is the container's to shape."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    check(syscall(SYS_CAPGET, ctypes.byref(header), ctypes.byref(data)), "capget")
+    permitted = data[0].permitted | data[1].permitted << 32
+    bounding = 0
+    for cap in range(last_cap() + 1):
+        if prctl(PR_CAPBSET_READ, cap, what="PR_CAPBSET_READ") == 1:
+            bounding |= 1 << cap
+    return permitted, bounding
 
 
 def get_caps(pid: int = 0) -> dict[str, int]:

@@ -260,13 +260,16 @@ def check_capabilities(ctx: Ctx) -> None:
 
 
 def check_lsm_labels(ctx: Ctx) -> None:
+    """Refused, never ignored: a label the runtime does not apply would leave the container
+    unconfined while the caller believes it is confined."""
     proc = ctx.section("process")
-    if proc.get("apparmorProfile") and not ctx.host.apparmor:
-        fail("process.apparmorProfile", "apparmor is not enabled on this host")
-    if proc.get("selinuxLabel") and not ctx.host.selinux:
-        fail("process.selinuxLabel", "selinux is not enabled on this host")
-    if ctx.section("linux").get("mountLabel") and not ctx.host.selinux:
-        fail("linux.mountLabel", "selinux is not enabled on this host")
+    for where, value, lsm, enabled in (
+            ("process.apparmorProfile", proc.get("apparmorProfile"), "apparmor", ctx.host.apparmor),
+            ("process.selinuxLabel", proc.get("selinuxLabel"), "selinux", ctx.host.selinux),
+            ("linux.mountLabel", ctx.section("linux").get("mountLabel"), "selinux", ctx.host.selinux)):
+        if value:
+            fail(where, f"{lsm} is not enabled on this host" if not enabled
+                 else f"{lsm} labels are not supported by this runtime")
 
 
 # ---------------------------------------------------------------------------------------------
