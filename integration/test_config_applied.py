@@ -35,7 +35,9 @@ def test_default_bundle(rt, bundle) -> None:
     assert r["hostname"] == "ociruntime"
     assert r["uid"] == 0 and r["gid"] == 0
     assert r["cwd"] == "/"
-    assert r["env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"]
+    # HOME added from the image's /etc/passwd, as runc does when process.env lacks it
+    assert r["env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm",
+                        "HOME=/root"]
     # runc's default capability set: AUDIT_WRITE(29) KILL(5) NET_BIND_SERVICE(10)
     want = (1 << 29) | (1 << 5) | (1 << 10)
     for key in ("CapBnd", "CapPrm", "CapEff"):
@@ -171,7 +173,7 @@ def test_process_user_env_cwd_umask_rlimits(rt, bundle) -> None:
     r = report(rt, bundle, mutate)
     assert (r["uid"], r["euid"], r["gid"], r["egid"]) == (1000, 1000, 1000, 1000)
     assert sorted(r["groups"]) == [5, 10]
-    assert r["env"] == ["PATH=/bin", "FOO=bar baz", "EMPTY="]
+    assert r["env"] == ["PATH=/bin", "FOO=bar baz", "EMPTY=", "HOME=/home/user"]
     assert r["cwd"] == "/home/user/work"
     assert r["umask"] == 0o027
     assert r["rlimits"]["RLIMIT_NOFILE"] == [100, 200] and r["rlimits"]["RLIMIT_CORE"] == [0, 0]

@@ -260,3 +260,34 @@ def test_stdio_given_to_the_process_user(rt, bundle) -> None:
     assert stdin_owner == "0 0"  # /dev/null: never chowned
     assert stdout_owner == "1000 0"  # our temporary file: now the user's, group kept
     assert os.stat("/dev/null").st_uid == 0
+
+
+@pytest.mark.parametrize(("env", "user", "home"), [
+    ([], 0, "/root"), ([], 1000, "/home/user"), ([], 4242, "/"),
+    (["HOME=/custom"], 1000, "/custom"), (["HOME="], 1000, "/home/user")])
+def test_home_from_the_images_passwd(rt, bundle, env: list[str], user: int, home: str) -> None:
+    """runc's prepareEnv: HOME, when unset or empty, comes from the container's /etc/passwd
+    ("/" for an unknown uid); exec does the same."""
+    def mutate(cfg: dict) -> None:
+        cfg["process"]["env"] = ["PATH=/bin", *env]
+        cfg["process"]["user"] = {"uid": user, "gid": user}
+
+    p = rt("run", "--bundle", str(bundle(["sh", "-c", "echo $HOME; env | grep -c ^HOME="], mutate)),
+           new_id())
+    assert (p.returncode, p.stdout.decode().split()) == (0, [home, "1"]), p.stderr
+    cid = new_id()
+    rt("run", "-d", "--bundle", str(bundle(["sleep", "1000"], mutate)), cid, check=True)
+    try:
+        p = rt("exec", cid, "sh", "-c", "echo $HOME")
+        assert (p.returncode, p.stdout.decode().strip()) == (0, home), p.stderr
+    finally:
+        rt("delete", "--force", cid)
+
+
+def test_home_lookup_never_hangs_on_a_fifo_passwd(rt, bundle) -> None:
+    b = bundle(["sh", "-c", "echo $HOME"], lambda cfg: cfg["process"].update(env=["PATH=/bin"]))
+    passwd = b / "rootfs" / "etc" / "passwd"
+    passwd.unlink()
+    os.mkfifo(passwd)
+    p = rt("run", "--bundle", str(b), new_id(), timeout=30)
+    assert (p.returncode, p.stdout) == (0, b"/\n"), p.stderr

@@ -86,7 +86,7 @@ def test_hostile_caller_environment_and_cwd(rt, bundle, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert not marker.exists()
     r = json.loads(p.stdout)
-    assert r["env"] == json.loads((b / "config.json").read_text())["process"]["env"]
+    assert r["env"] == [*json.loads((b / "config.json").read_text())["process"]["env"], "HOME=/root"]
 
 
 def test_resolv_conf_symlink_to_host(rt, bundle, host_dir: Path, tmp_path: Path) -> None:

@@ -116,11 +116,49 @@ def env_dict(env: tuple[bytes, ...]) -> dict[bytes, bytes]:
 class Prepared:
     """What ``prepare`` found out, for ``become``."""
 
-    __slots__ = ("chdir_pending", "exe")
+    __slots__ = ("chdir_pending", "env", "exe")
 
-    def __init__(self, exe: bytes, chdir_pending: bool) -> None:
+    def __init__(self, exe: bytes, chdir_pending: bool, env: dict[bytes, bytes]) -> None:
         self.exe = exe
         self.chdir_pending = chdir_pending
+        self.env = env
+
+
+_PASSWD_MAX = 1 << 20
+
+
+def user_home(uid: int, passwd: str = "/etc/passwd") -> bytes:
+    """The home directory of ``uid`` in the container's /etc/passwd, or "/" (runc's getUserHome).
+
+    The file is the image's: opened non-blocking and read only if it is a regular file (a FIFO
+    there must not hang us), and only so much of it."""
+    try:
+        fd = os.open(passwd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return b"/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b"/"
+        data = os.read(fd, _PASSWD_MAX)
+    except OSError:
+        return b"/"
+    finally:
+        os.close(fd)
+    for line in data.split(b"\n"):
+        fields = line.split(b":")
+        if len(fields) >= 7 and fields[2].strip() == str(uid).encode():
+            return fields[5]
+    return b"/"
+
+
+def process_env(proc: ProcessPlan) -> dict[bytes, bytes]:
+    """process.env as execve gets it: the last of duplicates wins, and HOME comes from the
+    container's /etc/passwd when it is unset or empty (runc's prepareEnv)."""
+    env = env_dict(proc.env)
+    if not env.get(b"HOME"):
+        env.pop(b"HOME", None)
+        env[b"HOME"] = user_home(proc.uid)
+    return env
 
 
 def _chdir_privileged(cwd: str) -> bool:
@@ -156,7 +194,8 @@ def prepare(proc: ProcessPlan) -> Prepared:
         _check_caps_grantable(proc.caps)
     exe = lookup(proc)
     refuse_runtime_exe(exe, proc.runtime_exe)
-    return Prepared(exe, pending)
+    # In the container's root, before any filter: the image's /etc/passwd names HOME.
+    return Prepared(exe, pending, process_env(proc))
 
 
 def _check_caps_grantable(want: caps.CapSets) -> None:
@@ -274,7 +313,7 @@ def become(proc: ProcessPlan, prep: Prepared, tail: Tail, step: list[str]) -> No
             same = False
         if same:
             raise OSError(errno.EACCES, "refusing to execute a runtime file", os.fsdecode(prep.exe))
-    os.execve(prep.exe, list(proc.args), env_dict(proc.env))
+    os.execve(prep.exe, list(proc.args), prep.env)
 
 
 def load_seccomp(flt: object) -> int:
