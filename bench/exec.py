@@ -7,12 +7,8 @@ bench/exec.py [--runtime CMD] [--runc PATH] [-n N]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shlex
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lifecycle import build_bundle  # the sibling benchmark's bundle builder
+from lifecycle import build_bundle, parse_args, report, runtimes_for  # the sibling benchmark's helpers
 
 QUIET = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
@@ -32,12 +28,7 @@ def one_exec(cmd: list[str], root: str, cid: str) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runtime", default="/usr/local/bin/ociruntime", help="ociruntime command")
-    ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
-    ap.add_argument("-n", type=int, default=30, help="execs per runtime")
-    a = ap.parse_args()
-    ours = shlex.split(a.runtime)
+    a = parse_args(__doc__, 30)
     cid = f"bench-exec-{os.getpid()}"
     with tempfile.TemporaryDirectory(prefix="ociruntime-bench-") as tmp:
         bundle = build_bundle(Path(tmp) / "bundle")
@@ -45,7 +36,7 @@ def main() -> int:
         cfg = json.loads(cfg_path.read_text())
         cfg["process"]["args"] = ["sleep", "1000"]
         cfg_path.write_text(json.dumps(cfg))
-        runtimes = {"ociruntime": (ours, f"{tmp}/root-ours"), "runc": ([a.runc], f"{tmp}/root-runc")}
+        runtimes = runtimes_for(a, tmp)
         started = []
         try:
             for cmd, root in runtimes.values():
@@ -61,11 +52,7 @@ def main() -> int:
         finally:
             for cmd, root in started:
                 subprocess.run([*cmd, "--root", root, "delete", "--force", cid], **QUIET)
-    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"exec /bin/true into a running busybox container, median of {a.n} (ms):")
-    print(f"  ociruntime {med['ociruntime']:8.1f}")
-    print(f"  runc       {med['runc']:8.1f}")
-    print(f"  ratio ociruntime/runc: {med['ociruntime'] / med['runc']:.2f}")
+    report("exec /bin/true into a running busybox container", a.n, times)
     return 0
 
 

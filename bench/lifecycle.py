@@ -44,28 +44,43 @@ def one_cycle(cmd: list[str], root: str, bundle: Path, cid: str) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+def parse_args(doc: str | None, n: int) -> argparse.Namespace:
+    """The command line every benchmark here takes: our runtime, runc, iterations."""
+    ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--runtime", default="/usr/local/bin/ociruntime", help="ociruntime command")
     ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
-    ap.add_argument("-n", type=int, default=20, help="iterations per runtime")
-    a = ap.parse_args()
-    ours = shlex.split(a.runtime)
+    ap.add_argument("-n", type=int, default=n, help="iterations per runtime")
+    return ap.parse_args()
+
+
+def runtimes_for(a: argparse.Namespace, tmp: str) -> dict[str, tuple[list[str], str]]:
+    """name -> (command, private --root) for both runtimes."""
+    return {"ociruntime": (shlex.split(a.runtime), f"{tmp}/root-ours"),
+            "runc": ([a.runc], f"{tmp}/root-runc")}
+
+
+def main() -> int:
+    a = parse_args(__doc__, 20)
     with tempfile.TemporaryDirectory(prefix="ociruntime-bench-") as tmp:
         bundle = build_bundle(Path(tmp) / "bundle")
         times: dict[str, list[float]] = {"ociruntime": [], "runc": []}
-        runtimes = {"ociruntime": (ours, f"{tmp}/root-ours"), "runc": ([a.runc], f"{tmp}/root-runc")}
+        runtimes = runtimes_for(a, tmp)
         for name, (cmd, root) in runtimes.items():  # warm-up (page cache, seccomp cache, ...)
             one_cycle(cmd, root, bundle, f"warm-{name}")
         for i in range(a.n):
             for name, (cmd, root) in runtimes.items():
                 times[name].append(one_cycle(cmd, root, bundle, f"b{i}-{os.getpid()}"))
+    report("create+start+delete of busybox /bin/true", a.n, times)
+    return 0
+
+
+def report(what: str, n: int, times: dict[str, list[float]]) -> None:
+    """Medians side by side and their ratio, the figure the README quotes."""
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"create+start+delete of busybox /bin/true, median of {a.n} (ms):")
+    print(f"{what}, median of {n} (ms):")
     print(f"  ociruntime {med['ociruntime']:8.1f}")
     print(f"  runc       {med['runc']:8.1f}")
     print(f"  ratio ociruntime/runc: {med['ociruntime'] / med['runc']:.2f}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -88,7 +88,6 @@ class ExecPlan:
 
     container_id: str
     init_pid: int
-    init_start: int
     process: ProcessPlan
     seccomp: object | None  # the container's compiled filter (same cache as create)
     cgroup_dirs: tuple[str, ...]  # every hierarchy's directory to join (or --cgroup's sub-cgroups)
@@ -96,6 +95,7 @@ class ExecPlan:
     new_keyring: bool
     state: dict  # the container's OCI state, for a seccomp notify agent
     clear_onlcr: bool = False  # foreground `exec -t`: we are the console client (runc)
+    sub_cgroup: bool = False  # --cgroup named a sub-cgroup (then no fallback to the init's cgroup)
 
 
 def _encode_all(items: list[str], what: str) -> tuple[bytes, ...]:

@@ -34,13 +34,21 @@ class InvalidValue(ConfigError):
         self.errno = errno_
 
 
+class WriteFailed(OCIError):
+    """Any other refused write; ``errno`` lets a caller pick a fallback (exec on EBUSY)."""
+
+    def __init__(self, msg: str, errno_: int) -> None:
+        super().__init__(msg)
+        self.errno = errno_
+
+
 def _failure(path: str, value: str, exc: OSError) -> OCIError:
     msg = f'write {path}: "{value}": {_reason(exc)}'
     if exc.errno == errno.ENOENT:
         msg += " (the controller file is missing: controller not enabled or kernel feature absent)"
     if exc.errno in _CONFIG_ERRNOS:
         return InvalidValue(msg, exc.errno or 0)
-    return OCIError(msg)
+    return WriteFailed(msg, exc.errno or 0)
 
 
 def write(dirpath: str, name: str, value: str) -> None:

@@ -13,8 +13,8 @@ import os
 from ociruntime.errors import describe_oserror
 from ociruntime.hooks import run_hooks
 from ociruntime.init.console import setup_console
-from ociruntime.init.process import ExecNotFound, Tail, become, load_seccomp, prepare
-from ociruntime.linux import keyring, prctl, sched
+from ociruntime.init.process import ExecNotFound, Tail, become, load_notify_filter, prepare
+from ociruntime.linux import keyring, sched
 from ociruntime.linux.ns import loopback_up, set_domainname, set_hostname
 from ociruntime.linux.personality import set_personality
 from ociruntime.linux.procfs import open_procfs, write_proc
@@ -47,17 +47,7 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
     started = False
     try:
         procfd = _setup(plan, chan, console_fd, step)
-        if plan.seccomp is not None and plan.seccomp.notify:  # type: ignore[attr-defined]
-            # A notify filter goes on while the channel is open: its listener fd must reach the
-            # parent, which hands it to the agent.  That is why SCMP_ACT_NOTIFY may not cover
-            # `write` (refused when the profile is compiled).
-            if proc.no_new_privs:
-                step[0] = "set no_new_privs"
-                prctl.set_no_new_privs()
-            step[0] = "load seccomp"
-            listener = load_seccomp(plan.seccomp)
-            chan.send("seccomp-listener", fds=[listener])
-            os.close(listener)
+        late = load_notify_filter(proc, plan.seccomp, chan, step)
         step[0] = "prepare process"
         prep = prepare(proc)
         if proc.exec_cpu_affinity and proc.exec_cpu_affinity.get("initial"):
@@ -78,7 +68,6 @@ def run(plan: InitPlan, chan: Channel, fifo_fd: int, console_fd: int, log_fd: in
         if plan.hooks.get("startContainer"):
             def hooks() -> None:
                 run_hooks("startContainer", plan.hooks["startContainer"], _oci_state(plan, "created"))
-        late = None if plan.seccomp is None or plan.seccomp.notify else plan.seccomp  # type: ignore[attr-defined]
         # The fifo's write end stays open (close-on-exec) until execve: `start` reads to EOF, so
         # it returns, and runs poststart hooks, only once the user process runs (runc does too).
         keep = set(range(3 + plan.preserve_fds)) | {wfd}

@@ -18,7 +18,7 @@ import os
 
 from ociruntime.init.console import setup_console
 from ociruntime.init.guard import block_imports
-from ociruntime.init.process import ExecNotFound, Tail, become, load_seccomp, prepare
+from ociruntime.init.process import ExecNotFound, Tail, become, load_notify_filter, prepare
 from ociruntime.linux import ids, keyring, prctl, rlimit
 from ociruntime.linux.ns import CLONE_NEWUSER, setns_fd
 from ociruntime.linux.procfs import open_procfs, write_proc
@@ -129,17 +129,7 @@ def _process(plan: ExecPlan, chan: Channel, console_fd: int) -> None:
             except OSError as e:
                 if e.errno not in (38, 13, 1, 122):  # ENOSYS, EACCES, EPERM, EDQUOT
                     raise
-        seccomp = plan.seccomp
-        if seccomp is not None and seccomp.notify:  # type: ignore[attr-defined]
-            # The listener must reach the parent (and the agent) while the channel is open.
-            if proc.no_new_privs:
-                step[0] = "set no_new_privs"
-                prctl.set_no_new_privs()
-            step[0] = "load seccomp"
-            listener = load_seccomp(seccomp)
-            chan.send("seccomp-listener", fds=[listener])
-            os.close(listener)
-            seccomp = None
+        seccomp = load_notify_filter(proc, plan.seccomp, chan, step)
         step[0] = "prepare process"
         prep = prepare(proc)
         # The channel stays open (close-on-exec) so that a failure up to execve still reaches

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from ociruntime.linux import caps, fds, ids, prctl, rlimit, sched, signals
 from ociruntime.linux.seccomp import load_filter
 from ociruntime.plan import ProcessPlan
+from ociruntime.sync import Channel
 
 
 class ExecNotFound(Exception):
@@ -314,6 +315,24 @@ def become(proc: ProcessPlan, prep: Prepared, tail: Tail, step: list[str]) -> No
         if same:
             raise OSError(errno.EACCES, "refusing to execute a runtime file", os.fsdecode(prep.exe))
     os.execve(prep.exe, list(proc.args), prep.env)
+
+
+def load_notify_filter(proc: ProcessPlan, flt: object | None, chan: Channel,
+                       step: list[str]) -> object | None:
+    """Load a notify filter now, while the channel is open: its listener fd must reach the
+    parent, which hands it to the agent (that is why SCMP_ACT_NOTIFY may not cover `write`,
+    refused when the profile is compiled).  Returns the filter ``become`` still has to load:
+    None once this one is on."""
+    if flt is None or not flt.notify:  # type: ignore[attr-defined]
+        return flt
+    if proc.no_new_privs:
+        step[0] = "set no_new_privs"
+        prctl.set_no_new_privs()
+    step[0] = "load seccomp"
+    listener = load_seccomp(flt)
+    chan.send("seccomp-listener", fds=[listener])
+    os.close(listener)
+    return None
 
 
 def load_seccomp(flt: object) -> int:

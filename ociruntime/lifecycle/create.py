@@ -18,6 +18,7 @@ from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror
 from ociruntime.hooks import run_hooks
 from ociruntime.init import stage1
 from ociruntime.lifecycle.context import Context
+from ociruntime.lifecycle.wait import status_text
 from ociruntime.linux import prctl
 from ociruntime.linux.ns import write_proc_file
 from ociruntime.linux.tty import connect_unix
@@ -102,12 +103,6 @@ class _Spawn:
                 unmount_beneath(self.plan.rootfs.rootfs, self.kept_mounts)
         with contextlib.suppress(OSError, OCIError):
             self.manager.destroy()
-
-
-def _status_text(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
@@ -236,7 +231,7 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
                 rec.pid_start = start_time(spawn.init) or 0
                 status = spawn._reap_stage1()
                 if status != 0:
-                    raise InitError(f"stage 1 failed: {_status_text(status)}")
+                    raise InitError(f"stage 1 failed: {status_text(status)}")
                 chan.send("init-go")
                 expected = ["hooks", "seccomp-listener", "ready"]
             elif t == "hooks":
@@ -264,7 +259,7 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
     except ChannelClosed:
         detail = ""
         if spawn.stage1:
-            detail = f" ({_status_text(spawn._reap_stage1())})"
+            detail = f" ({status_text(spawn._reap_stage1())})"
         raise InitError(f"container init exited unexpectedly{detail}") from None
     except OSError as e:
         raise OCIError(f"{step}: {describe_oserror(e)}") from None

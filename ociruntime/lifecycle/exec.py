@@ -12,11 +12,13 @@ otherwise exits with the process's status (128+N for a signal).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 
 from ociruntime.errors import ConfigError, InitError, OCIError, StateError, describe_oserror
 from ociruntime.lifecycle.context import Context
+from ociruntime.lifecycle.wait import SignalForwarder, status_text
 from ociruntime.linux import prctl
 from ociruntime.linux.ns import CLONE_NEWUSER, JOIN_ORDER, NAMESPACES
 from ociruntime.log import LOG
@@ -29,9 +31,6 @@ from ociruntime.waits import wait_timeout
 
 ID_MAX = 2**32 - 2  # 2**32-1 means "unchanged" to setresuid; larger would wrap to root
 
-# Signals a foreground exec passes on to the process (runc's signal forwarding).
-FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-           signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 
 
 class ExecError(OCIError):
@@ -172,44 +171,45 @@ def _cgroup_dirs(cgroup: dict, subs: dict[str, str]) -> tuple[str, ...]:
             # Pure v2 has one hierarchy: a CTRL:SUB form still names a sub-cgroup of it.
             sub = next(iter(subs.values()))
         target = os.path.join(d, sub.strip("/")) if sub else d
+        if sub and not os.path.isdir(target):
+            # runc joins existing sub-cgroups only; say so before anything is forked.
+            raise ConfigError(f"invalid --cgroup argument: {target}: no such file or directory")
         if target not in out:
             out.append(target)
     return tuple(out)
 
 
-def _join_cgroups(dirs: tuple[str, ...], pid: int, init_pid: int, mounts: dict[str, str]) -> None:
+def _join_cgroups(dirs: tuple[str, ...], pid: int, init_pid: int, mounts: dict[str, str],
+                  sub_cgroup: bool) -> None:
+    from ociruntime.cgroups import files
+
     for d in dirs:
         try:
-            _write_procs(d, pid)
-        except OSError as e:
+            files.write(d, "cgroup.procs", str(pid))
+        except OCIError as e:
             # cgroup v2 with controllers enabled below the container's cgroup ("no internal
-            # processes"): join the init's own cgroup instead, as runc does.
-            unified = mounts.get("unified") or mounts.get("")
-            if e.errno == 16 and unified:  # EBUSY
-                alt = _init_unified_cgroup(init_pid, unified)
-                if alt:
-                    _write_procs(alt, pid)
-                    continue
-            raise OCIError(f"join cgroup {d}: {describe_oserror(e)}") from None
+            # processes"): join the init's own cgroup instead, as runc does when no --cgroup
+            # sub-cgroup was asked for.
+            alt = None
+            if getattr(e, "errno", 0) == errno.EBUSY and not sub_cgroup:
+                alt = _init_unified_cgroup(init_pid, mounts.get("unified") or mounts.get(""))
+            if alt is None:
+                raise
+            files.write(alt, "cgroup.procs", str(pid))
 
 
-def _write_procs(d: str, pid: int) -> None:
-    fd = os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+def _init_unified_cgroup(pid: int, mount: str | None) -> str | None:
+    from ociruntime.cgroups.base import UNIFIED
+    from ociruntime.cgroups.layout import parse_proc_cgroup
+
+    if not mount:
+        return None
     try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-
-
-def _init_unified_cgroup(pid: int, mount: str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("0::"):
-                    return os.path.join(mount, line[3:].strip().lstrip("/"))
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
+            path = parse_proc_cgroup(f.read()).get(UNIFIED)
     except OSError:
-        pass
-    return None
+        return None
+    return None if path is None else os.path.join(mount, path.lstrip("/"))
 
 
 def _seccomp(cdir: ContainerDir, root: str) -> object | None:
@@ -304,11 +304,11 @@ def _exec(ctx: Context, container_id: str, opts: ExecOptions) -> int:
         _check_terminal(opts, bool(proc.get("terminal")))
         subs = _sub_cgroups(opts.cgroup)
         plan = ExecPlan(
-            container_id=container_id, init_pid=rec.pid, init_start=rec.pid_start,
+            container_id=container_id, init_pid=rec.pid,
             process=process_plan(proc, LOG.warning, LOG.debug), seccomp=_seccomp(cdir, store.root),
             cgroup_dirs=_cgroup_dirs(rec.cgroup, subs) if rec.cgroup else (),
             preserve_fds=opts.preserve_fds, new_keyring=True, state=rec.oci_state(status),
-            clear_onlcr=bool(proc.get("terminal")) and not opts.detach)
+            clear_onlcr=bool(proc.get("terminal")) and not opts.detach, sub_cgroup=bool(subs))
         target = _Target(rec)
     try:
         return _spawn(plan, opts, target, rec)
@@ -333,7 +333,7 @@ def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> i
     console_fd = -1
     parent, child = Channel.pair()
     pids: list[int] = []
-    forward = _Forwarder(skip_winch=proxy is not None)
+    forward = SignalForwarder(skip_winch=proxy is not None)
     try:
         if console_path:
             from ociruntime.linux.tty import connect_unix
@@ -419,7 +419,8 @@ def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Rec
     step = "join cgroup"
     try:
         if plan.cgroup_dirs:
-            _join_cgroups(plan.cgroup_dirs, joiner, plan.init_pid, rec.cgroup.get("mounts") or {})
+            _join_cgroups(plan.cgroup_dirs, joiner, plan.init_pid, rec.cgroup.get("mounts") or {},
+                          plan.sub_cgroup)
         step = "join container"
         chan.send("go")
         msg, _ = chan.expect("pid")
@@ -428,7 +429,7 @@ def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Rec
         _, status = os.waitpid(joiner, 0)
         pids.remove(joiner)
         if status != 0:
-            raise InitError(f"joining the container failed ({_status_text(status)})")
+            raise InitError(f"joining the container failed ({status_text(status)})")
         chan.send("go")
         while True:
             msg, passed = chan.expect("seccomp-listener")
@@ -449,45 +450,6 @@ def _drive(plan: ExecPlan, chan: Channel, joiner: int, pids: list[int], rec: Rec
         return pids[-1]
     except OSError as e:
         raise OCIError(f"{step}: {describe_oserror(e)}") from None
-
-
-def _status_text(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
-
-
-class _Forwarder:
-    """runc's signal forwarding for a foreground exec: what we receive goes to the process."""
-
-    def __init__(self, skip_winch: bool) -> None:
-        # With our own console the proxy resizes the pty on SIGWINCH itself.
-        self.signals = [s for s in FORWARD if not (skip_winch and s == signal.SIGWINCH)]
-        self.old: dict[int, object] = {}
-        self.pid = 0
-        self.pending: list[int] = []
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
-        else:
-            self.pending.append(signum)
-
-    def install(self) -> None:
-        for s in self.signals:
-            self.old[s] = signal.signal(s, self._handle)
-
-    def target(self, pid: int) -> None:
-        self.pid = pid
-        while self.pending:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, self.pending.pop(0))
-
-    def restore(self) -> None:
-        for s, h in self.old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
-        self.old = {}
 
 
 def _foreground(pid: int, proxy: object | None, pid_file: str | None) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import tempfile
 
 from ociruntime.errors import OCIError
@@ -12,12 +11,8 @@ from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.create import CreateOptions, create
 from ociruntime.lifecycle.delete import destroy
 from ociruntime.lifecycle.start import start
-from ociruntime.lifecycle.wait import exit_code, wait_child
+from ociruntime.lifecycle.wait import SignalForwarder, exit_code, wait_child
 from ociruntime.state.store import Store
-
-# Signals a foreground `run` passes on to the container, like runc's signal forwarding.
-_FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-            signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
 
 
 def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep: bool) -> int:
@@ -64,28 +59,20 @@ def _run_foreground(ctx: Context, container_id: str, opts: CreateOptions, keep: 
             with Store(ctx.root).open(container_id) as cdir:
                 destroy(cdir, cdir.load())
             raise
-    old = {s: signal.getsignal(s) for s in _FORWARD}
-    for s in _FORWARD:
-        signal.signal(s, lambda signum, _frame: _forward(pid, signum))
+    forward = SignalForwarder(skip_winch=proxy is not None)
+    forward.install()
+    forward.target(pid)
     try:
         _start_or_destroy(ctx, container_id)
         if proxy is not None:
             proxy.pump()  # type: ignore[attr-defined]
         status = wait_child(pid)
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+        forward.restore()
     if not keep:
         with Store(ctx.root).open(container_id) as cdir:
             destroy(cdir, cdir.load())
     return exit_code(status)
-
-
-def _forward(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
 
 
 def _start_or_destroy(ctx: Context, container_id: str) -> None:

@@ -1,9 +1,12 @@
-"""Waiting for a process we are the (sub)reaper of, and its status as a shell reports it:
-shared by the foreground `run` and `exec`, which must not pay for each other's imports."""
+"""Waiting for a process we are the (sub)reaper of, passing signals on to it, and its status as
+a shell reports it: shared by the foreground `run` and `exec` (and create's error texts), which
+must not pay for each other's imports."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 
 from ociruntime.errors import OCIError
 
@@ -13,6 +16,52 @@ def exit_code(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
+
+
+def status_text(status: int) -> str:
+    """A wait status in words, for error messages."""
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+# Signals a foreground `run` or `exec` passes on to the process (runc's signal forwarding).
+FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+           signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+class SignalForwarder:
+    """runc's signal forwarding for a foreground run or exec: what we receive goes to the
+    process, queued until its pid is known (install before fork, target once it runs)."""
+
+    def __init__(self, skip_winch: bool) -> None:
+        # With our own console the proxy resizes the pty on SIGWINCH itself.
+        self.signals = [s for s in FORWARD if not (skip_winch and s == signal.SIGWINCH)]
+        self.old: dict[int, object] = {}
+        self.pid = 0
+        self.pending: list[int] = []
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+        else:
+            self.pending.append(signum)
+
+    def install(self) -> None:
+        for s in self.signals:
+            self.old[s] = signal.signal(s, self._handle)
+
+    def target(self, pid: int) -> None:
+        self.pid = pid
+        while self.pending:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, self.pending.pop(0))
+
+    def restore(self) -> None:
+        for s, h in self.old.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+        self.old = {}
 
 
 def wait_child(pid: int, what: str = "container init") -> int:
