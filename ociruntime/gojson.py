@@ -9,7 +9,7 @@ each byte of invalid UTF-8 with U+FFFD.  Python strings hold such bytes as lone 
 
 from __future__ import annotations
 
-import json
+from ociruntime import jsonio
 
 _ESCAPES = str.maketrans({
     "<": "\\u003c",
@@ -24,7 +24,7 @@ def dumps(value: object) -> str:
     """``value`` as Go's ``json.Marshal`` would encode it (no trailing newline)."""
     # The escaped characters can only occur inside strings in JSON text, so translating the
     # whole text is the same as escaping every string.
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":")).translate(_ESCAPES)
+    text = jsonio.dumps(value, compact=True, ensure_ascii=False).translate(_ESCAPES)
     if not text.isascii():
         try:
             text.encode()

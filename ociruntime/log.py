@@ -9,12 +9,11 @@ unless ``--debug`` asked for debug lines and there is no ``--log`` file to take 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
-from ociruntime import gojson
+from ociruntime import gojson, jsonio
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
@@ -53,7 +52,7 @@ class Logger:
     def _line(self, level: str, msg: str) -> str:
         if self.fmt == "json":
             return gojson.dumps({"level": level, "msg": msg, "time": self._now()}) + "\n"
-        return f'time="{self._now()}" level={level} msg={json.dumps(msg)}\n'
+        return f'time="{self._now()}" level={level} msg={jsonio.dumps(msg)}\n'
 
     def _append(self, line: str) -> bool:
         if not self.path:

@@ -8,7 +8,6 @@ numbers, argv/env as bytes, compiled seccomp BPF.  The children never read confi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from ociruntime import record
 from ociruntime.errors import ConfigError
@@ -18,6 +17,11 @@ from ociruntime.linux.ns import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWPID, JOIN_OR
 from ociruntime.linux.rlimit import RLIMITS
 from ociruntime.record import dataclass, field
 from ociruntime.rootfs.plan import RootfsPlan, build_plan
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,15 @@ frozen instances) and no code generation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
 
-_MISSING: Any = object()
+_MISSING = object()
 
 
 class FrozenInstanceError(AttributeError):

@@ -125,14 +125,14 @@ def test_unsupported_schema_raises_at_compile_time(
     # defs.json#/$defs/uint32 is referenced (through IDMapping) from the config root.
     directory = edited_schemas(tmp_path, "defs.json", ["$defs", "uint32"], edit)
     with pytest.raises(OCIError) as info:
-        fastcheck.compile_kind("config", directory)
+        fastcheck.compile_kind("config", directory, eager=True)
     assert fragment in str(info.value)
     assert "defs.json#/$defs/uint32" in str(info.value)
 
 
 def test_unsupported_keyword_in_an_unreferenced_definition_is_found(tmp_path: Path) -> None:
     directory = edited_schemas(tmp_path, "defs.json", ["$defs"], {"Spare": {"format": "uri"}})
-    fastcheck.compile_kind("config", directory)  # not reachable from the root ...
+    fastcheck.compile_kind("config", directory, eager=True)  # not reachable from the root ...
     with pytest.raises(OCIError, match=r"defs\.json#/\$defs/Spare: unsupported keyword\(s\) format"):
         fastcheck.Compiler(directory).compile_everything()  # ... but the test above would see it
 

@@ -8,13 +8,16 @@ writer starts from "deny everything" so that the rules, applied in order, are th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from ociruntime.cgroups import files
 from ociruntime.cgroups.common import as_list, opt_bool, opt_int, opt_str
 from ociruntime.errors import ConfigError
 from ociruntime.record import dataclass
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import errno
 import re
-from typing import Any
 
 from ociruntime.cgroups import files
 from ociruntime.cgroups.common import I64, as_dict, as_list, opt_bool, opt_int, opt_str
 from ociruntime.errors import ConfigError
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _PAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMGTP]B$")
 _IFACE = re.compile(r"^[^\s/:]{1,15}$")

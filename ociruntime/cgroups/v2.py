@@ -19,11 +19,15 @@ CPU, blkio leaf weights and net_cls/net_prio: asking for one is a ConfigError.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from ociruntime.cgroups import files, v1
 from ociruntime.cgroups.common import as_dict, opt_int
 from ociruntime.errors import ConfigError
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _UNIFIED_KEY = re.compile(r"^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.]+$")
 

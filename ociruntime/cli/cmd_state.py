@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
+from ociruntime import jsonio
 from ociruntime.cli.common import parse_command
 from ociruntime.lifecycle.context import Context
 
@@ -15,5 +15,5 @@ def main(ctx: Context, argv: list[str]) -> int:
         return 0
     from ociruntime.lifecycle.query import state
 
-    sys.stdout.write(json.dumps(state(ctx, p.args[0]), indent=2) + "\n")
+    sys.stdout.write(jsonio.dumps_indent(state(ctx, p.args[0])) + "\n")
     return 0

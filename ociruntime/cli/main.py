@@ -7,7 +7,6 @@ three or more times per container, so they must not pay for jsonschema, pyseccom
 from __future__ import annotations
 
 import _signal  # the C module: `signal` imports enum (~3 ms)
-import importlib
 import os
 import sys
 
@@ -79,7 +78,8 @@ def run(argv: list[str]) -> int:
     # (waitpid then fails with ECHILD); the disposition is inherited, so put it back.
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless))
-    module = importlib.import_module(f"ociruntime.cli.{COMMANDS[name][0]}")
+    # __import__ rather than importlib.import_module: `importlib` imports `warnings`.
+    module = __import__(f"ociruntime.cli.{COMMANDS[name][0]}", fromlist=["main"])
     return int(module.main(ctx, rest))
 
 

@@ -9,9 +9,13 @@ turning any import of a module not already loaded into an error instead of a fil
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 
 class _BlockImports:

@@ -30,12 +30,16 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from ociruntime.linux import caps, fds, ids, prctl, rlimit, sched, signals
 from ociruntime.linux.seccomp import load_filter
 from ociruntime.plan import ProcessPlan
 from ociruntime.sync import Channel
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class ExecNotFound(Exception):

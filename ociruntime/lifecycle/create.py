@@ -7,14 +7,13 @@ leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import _signal  # the C module: `signal` imports enum (~3 ms)
 import os
-import signal
 import time
 
+from ociruntime import jsonio
 from ociruntime.cgroups import Manager, new_manager
-from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror
+from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror, suppress
 from ociruntime.hooks import run_hooks
 from ociruntime.init import stage1
 from ociruntime.lifecycle.context import Context
@@ -76,18 +75,18 @@ class _Spawn:
 
     def undo(self) -> None:
         """Kill whatever we started and remove the cgroup; best effort, never raises."""
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             if self.stage1:
-                os.kill(self.stage1, signal.SIGKILL)
+                os.kill(self.stage1, _signal.SIGKILL)
                 self._reap_stage1()
         pids = set()
-        with contextlib.suppress(OSError, OCIError):
+        with suppress(OSError, OCIError):
             pids.update(self.manager.pids())
         if self.init:
             pids.add(self.init)
         for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+            with suppress(OSError):
+                os.kill(pid, _signal.SIGKILL)
         # The init (and stage 1's other leftovers) were reparented to us: reap them so no zombie
         # holds the cgroup busy, then remove it.
         deadline = time.monotonic() + 5
@@ -99,9 +98,9 @@ class _Spawn:
             if pid == 0:
                 time.sleep(0.005)
         if self.kept_mounts is not None:
-            with contextlib.suppress(OSError, OCIError):
+            with suppress(OSError, OCIError):
                 unmount_beneath(self.plan.rootfs.rootfs, self.kept_mounts)
-        with contextlib.suppress(OSError, OCIError):
+        with suppress(OSError, OCIError):
             self.manager.destroy()
 
 
@@ -134,7 +133,7 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
         if linux.get("seccomp"):
             # exec gives its processes the container's filter: the one validated now, not
             # whatever the bundle holds later.
-            cdir.write_file("seccomp.json", json.dumps(linux["seccomp"]).encode())
+            cdir.write_file("seccomp.json", jsonio.dumps(linux["seccomp"]).encode())
         os.mkfifo(cdir.fifo_path, 0o622)
         os.chmod(cdir.fifo_path, 0o622)  # mkfifo honours the umask; the init may be non-root
         spawn = _Spawn(plan, cdir, manager)

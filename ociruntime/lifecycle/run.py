@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 
-from ociruntime.errors import OCIError
+from ociruntime.errors import OCIError, suppress
 from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.create import CreateOptions, create
 from ociruntime.lifecycle.delete import destroy
@@ -24,6 +22,8 @@ def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep
     if not opts.console_socket and _wants_terminal(opts.bundle):
         # No console socket: we act as the console client (runc does the same), also when our
         # own stdin is not a terminal (then no raw mode, just the copying).
+        import tempfile  # only for a console of our own: it imports random, shutil, ...
+
         from ociruntime.lifecycle.console_proxy import ConsoleProxy
 
         proxy = ConsoleProxy(tempfile.mkdtemp(prefix="ociruntime-console-"))
@@ -33,7 +33,7 @@ def run(ctx: Context, container_id: str, opts: CreateOptions, detach: bool, keep
     finally:
         if proxy is not None:
             proxy.close()
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.rmdir(os.path.dirname(proxy.path))
 
 
@@ -79,6 +79,6 @@ def _start_or_destroy(ctx: Context, container_id: str) -> None:
     try:
         start(ctx, container_id)
     except OCIError:
-        with contextlib.suppress(OCIError, OSError), Store(ctx.root).open(container_id) as cdir:
+        with suppress(OCIError, OSError), Store(ctx.root).open(container_id) as cdir:
             destroy(cdir, cdir.load())
         raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import time
@@ -54,9 +53,10 @@ def _release(fifo: str, rec: Record) -> None:
                                "to take the start signal")
             events = poller.poll(100)
             if events:
-                data = b""
-                with contextlib.suppress(BlockingIOError):
+                try:
                     data = os.read(fd, 1)
+                except BlockingIOError:
+                    data = b""
                 if data:
                     got = True
                     continue

@@ -4,11 +4,10 @@ must not pay for each other's imports."""
 
 from __future__ import annotations
 
-import contextlib
+import _signal  # the C module: `signal` imports enum (~3 ms)
 import os
-import signal
 
-from ociruntime.errors import OCIError
+from ociruntime.errors import OCIError, suppress
 
 
 def exit_code(status: int) -> int:
@@ -26,8 +25,8 @@ def status_text(status: int) -> str:
 
 
 # Signals a foreground `run` or `exec` passes on to the process (runc's signal forwarding).
-FORWARD = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
-           signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+FORWARD = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
+           _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT, _signal.SIGALRM)
 
 
 class SignalForwarder:
@@ -36,31 +35,31 @@ class SignalForwarder:
 
     def __init__(self, skip_winch: bool) -> None:
         # With our own console the proxy resizes the pty on SIGWINCH itself.
-        self.signals = [s for s in FORWARD if not (skip_winch and s == signal.SIGWINCH)]
+        self.signals = [s for s in FORWARD if not (skip_winch and s == _signal.SIGWINCH)]
         self.old: dict[int, object] = {}
         self.pid = 0
         self.pending: list[int] = []
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.pid:
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(self.pid, signum)
         else:
             self.pending.append(signum)
 
     def install(self) -> None:
         for s in self.signals:
-            self.old[s] = signal.signal(s, self._handle)
+            self.old[s] = _signal.signal(s, self._handle)
 
     def target(self, pid: int) -> None:
         self.pid = pid
         while self.pending:
-            with contextlib.suppress(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, self.pending.pop(0))
 
     def restore(self) -> None:
         for s, h in self.old.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+            _signal.signal(s, h)  # type: ignore[arg-type]
         self.old = {}
 
 

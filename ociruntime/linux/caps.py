@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from collections.abc import Callable
 
 from ociruntime.linux.libc import SYS_CAPGET, SYS_CAPSET, check, syscall
 from ociruntime.linux.prctl import (
@@ -23,6 +22,11 @@ from ociruntime.linux.prctl import (
     prctl,
 )
 from ociruntime.record import dataclass
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Numbers from <linux/capability.h>, through CAP_CHECKPOINT_RESTORE (Linux 5.9).
 CAP_NAMES: dict[str, int] = {

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py imports enum and selectors (~2.5 ms)
 import ctypes
 import fcntl
 import os
-import socket
 import struct
 
 from ociruntime.linux.libc import LIBC, check, fsencode
@@ -93,7 +93,7 @@ LIBC.setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 
 def set_hostname(name: str) -> None:
     try:
-        socket.sethostname(name)
+        _socket.sethostname(name)
     except OSError as e:
         raise OSError(e.errno, f"sethostname {name}: {os.strerror(e.errno or 0)}") from None
 
@@ -113,10 +113,12 @@ def loopback_up() -> None:
 
     Two ioctls on a datagram socket do this; pyroute2 would cost ~110 ms of import time for it.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        ifr = struct.pack("16sH22x", b"lo", 0)
-        try:
-            flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifr))[1]
-            fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
-        except OSError as e:
-            raise OSError(e.errno, f"set lo up: {os.strerror(e.errno or 0)}") from None
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
+    ifr = struct.pack("16sH22x", b"lo", 0)
+    try:
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, ifr))[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+    except OSError as e:
+        raise OSError(e.errno, f"set lo up: {os.strerror(e.errno or 0)}") from None
+    finally:
+        s.close()

@@ -14,11 +14,15 @@ contain no symlinks (``UMOUNT_NOFOLLOW`` refuses one planted in the last compone
 from __future__ import annotations
 
 import errno
-from collections.abc import Collection
 
 from ociruntime.errors import OCIError, describe_oserror
 from ociruntime.linux import mount as m
 from ociruntime.rootfs.pivot import MountInfo, parse_mountinfo
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 
 def _read_mountinfo() -> bytes:

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 
 from ociruntime.linux import mount as m
 from ociruntime.record import dataclass
 from ociruntime.rootfs.plan import RootfsPlan
 from ociruntime.rootfs.resolve import error_context
-
-_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 @dataclass(frozen=True)
@@ -31,7 +28,16 @@ class MountInfo:
 
 def _unescape(raw: bytes) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal (proc(5))."""
-    return os.fsdecode(_OCTAL_ESCAPE.sub(lambda mo: bytes([int(mo.group(1), 8)]), raw))
+    # By hand rather than with `re` (~4 ms of imports on every create).
+    parts = raw.split(b"\\")
+    out = [parts[0]]
+    for part in parts[1:]:
+        digits = part[:3]
+        if len(digits) == 3 and all(0x30 <= c <= 0x37 for c in digits):
+            out.append(bytes([int(digits, 8) & 0xFF]) + part[3:])
+        else:
+            out.append(b"\\" + part)
+    return os.fsdecode(b"".join(out))
 
 
 def parse_mountinfo(data: bytes) -> list[MountInfo]:

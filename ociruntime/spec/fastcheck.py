@@ -20,16 +20,20 @@ Only the standard library is used; ``urllib.parse`` is already loaded by ``site`
 
 from __future__ import annotations
 
-import numbers
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from ociruntime.errors import OCIError
 from ociruntime.spec.schema import KINDS, find_schema_dir, read_schemas
 
-Check = Callable[[object], bool]
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    Check = Callable[[object], bool]
+
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -83,7 +87,8 @@ def _never(_x: object) -> bool:
 
 def _is_number(x: object) -> bool:
     # jsonschema: numbers.Number but not bool; the first test is the fast path for json's types.
-    return type(x) is int or type(x) is float or (not isinstance(x, bool) and isinstance(x, numbers.Number))
+    # JSON gives int and float only (numbers.Number would cost an import of `numbers`).
+    return type(x) is int or type(x) is float or (not isinstance(x, bool) and isinstance(x, (int, float)))
 
 
 TYPES: dict[str, Check] = {
@@ -104,9 +109,10 @@ def _equal(one: object, two: object) -> bool:
         return True
     if isinstance(one, str) or isinstance(two, str):
         return one == two
-    if isinstance(one, Sequence) and isinstance(two, Sequence):
+    # JSON arrays and objects are lists and dicts (tuples from our own schema code).
+    if isinstance(one, (list, tuple)) and isinstance(two, (list, tuple)):
         return len(one) == len(two) and all(_equal(a, b) for a, b in zip(one, two, strict=True))
-    if isinstance(one, Mapping) and isinstance(two, Mapping):
+    if isinstance(one, dict) and isinstance(two, dict):
         return len(one) == len(two) and all(k in two and _equal(v, two[k]) for k, v in one.items())
     if isinstance(one, bool) or isinstance(two, bool):
         return type(one) is type(two) and one == two
@@ -196,6 +202,7 @@ class Compiler:
         self._refs: dict[str, Check] = {}
         self._pending: dict[str, list[Check]] = {}
         self._joined: dict[tuple[str, str], str] = {}
+        self._lazy: list[Callable[[], Check]] = []
 
     def root(self, file_name: str) -> Check:
         """The check for the root schema of ``file_name`` (e.g. ``config-schema.json``)."""
@@ -217,7 +224,15 @@ class Compiler:
                 for name in doc.get(container, {}):
                     self._target(base, _Where(base).child(container, name).pointer)
                     count += 1
+        self.resolve_all()
         return count
+
+    def resolve_all(self) -> None:
+        """Compile every lazy ``$ref`` made so far and those they make, so errors show now."""
+        done = 0
+        while done < len(self._lazy):
+            self._lazy[done]()
+            done += 1
 
     def _target(self, base: str, pointer: str, referrer: _Where | None = None) -> Check:
         key = f"{base}#{pointer}"
@@ -272,7 +287,20 @@ class Compiler:
             # jsonschema's evolve() re-picks the validator class at a "$schema": below it the plain
             # draft 2020-12 class would check, without schema.py's strict integer.
             raise where.error(f"$ref {ref!r} to the root of a file that declares $schema is not supported")
-        return self._target(target, fragment, where)
+        done = self._refs.get(f"{target}#{fragment}")
+        if done is not None:
+            return done
+        # Compiled on first use: a config reaches a fraction of the schema (no windows, solaris,
+        # vm or zos parts; few of linux's), and compiling all of it cost ~5 ms of every create.
+        cell: list[Check] = []
+
+        def resolve() -> Check:
+            if not cell:
+                cell.append(self._target(target, fragment, where))
+            return cell[0]
+
+        self._lazy.append(resolve)
+        return lambda x: (cell[0] if cell else resolve())(x)
 
     def _compile(self, node: object, base: str, where: _Where) -> Check:
         if node is True:
@@ -601,11 +629,20 @@ def _combinator(key: str, parts: list[Check]) -> Check:
     return lambda x: sum(1 for p in parts if p(x)) == 1
 
 
-def compile_kind(kind: str, directory: str | os.PathLike[str] | None = None) -> Check:
-    """Compile, uncached, the check for ``kind`` from ``directory`` (default: the schema dir)."""
+def compile_kind(kind: str, directory: str | os.PathLike[str] | None = None, *,
+                 eager: bool = False) -> Check:
+    """Compile, uncached, the check for ``kind`` from ``directory`` (default: the schema dir).
+
+    ``eager``: also compile everything the root reaches through ``$ref`` now (normally on first
+    use), so a broken reachable definition is reported here.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown schema kind {kind!r}")
-    return Compiler(directory or find_schema_dir()).root(KINDS[kind][0])
+    compiler = Compiler(directory or find_schema_dir())
+    check = compiler.root(KINDS[kind][0])
+    if eager:
+        compiler.resolve_all()
+    return check
 
 
 def is_valid(doc: object, kind: str = "config") -> bool:

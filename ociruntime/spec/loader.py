@@ -9,14 +9,18 @@ does), a symlink can point anywhere, and Python's ``json`` happily accepts ``NaN
 from __future__ import annotations
 
 import errno
-import json
 import math
 import os
 import stat
-from collections.abc import Callable
 
+from ociruntime import jsonio
 from ociruntime.errors import ConfigError, describe_oserror
 from ociruntime.spec import schema, semantic
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 MAX_DEPTH = 64
 _READ_CHUNK = 1 << 16
@@ -68,7 +72,7 @@ def _no_duplicates(what: str) -> Callable[[list[tuple[str, object]]], dict[str, 
         result: dict[str, object] = {}
         for key, value in pairs:
             if key in result:
-                raise ConfigError(f"{what}: duplicate key {json.dumps(key)}")
+                raise ConfigError(f"{what}: duplicate key {jsonio.dumps(key)}")
             result[key] = value
         return result
 
@@ -117,13 +121,13 @@ def parse_json(data: bytes, what: str = "config.json") -> object:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{what}: not valid utf-8 at byte {exc.start}") from None
     try:
-        doc = json.loads(
+        doc = jsonio.loads(
             text,
             object_pairs_hook=_no_duplicates(what),
             parse_constant=_reject_constant(what),
             parse_float=_finite_float(what),
         )
-    except json.JSONDecodeError as exc:
+    except jsonio.JSONError as exc:
         raise ConfigError(
             f"{what}: invalid json at line {exc.lineno} column {exc.colno}: {exc.msg.lower()}"
         ) from None

@@ -11,13 +11,17 @@ life of the process.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-from typing import Any
 
+from ociruntime import jsonio
 from ociruntime.errors import ConfigError, OCIError
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # kind -> (root schema file, name used at the front of error messages)
 KINDS: dict[str, tuple[str, str]] = {
@@ -47,7 +51,7 @@ def read_schemas(directory: str | os.PathLike[str]) -> list[tuple[str, str, Any]
         path = os.path.join(d, name)
         try:
             with open(path, encoding="utf-8") as f:
-                out.append((name, path, json.load(f)))
+                out.append((name, path, jsonio.loads(f.read())))
         except (OSError, ValueError) as exc:
             raise OCIError(f"schema {path}: {exc}") from None
     return out
@@ -84,7 +88,7 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
         elif _IDENT.match(part):
             out += f".{part}" if out else part
         else:
-            out += f"[{json.dumps(part)}]"
+            out += f"[{jsonio.dumps(part)}]"
     return out
 
 

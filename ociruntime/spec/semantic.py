@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import json
 import os
 import stat
-from collections.abc import Callable, Iterator
-from typing import Any, NoReturn
 
+from ociruntime import jsonio
 from ociruntime.cgroups.devices import access_warning, split_access
 from ociruntime.errors import ConfigError, describe_oserror
 from ociruntime.hooks import HOOK_KINDS
@@ -31,6 +29,12 @@ from ociruntime.linux.rlimit import RLIMITS as RLIMIT_TABLE
 from ociruntime.record import dataclass, field
 from ociruntime.rootfs.plan import mount_option_names
 from ociruntime.spec.schema import json_path
+
+# Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, NoReturn
 
 JPath = tuple[str | int, ...]
 
@@ -130,7 +134,7 @@ def fail(path: JPath | str, reason: str) -> NoReturn:
 
 def q(value: object) -> str:
     """Quote a value for a message the way JSON would write it."""
-    return json.dumps(value, ensure_ascii=False)
+    return jsonio.dumps(value, ensure_ascii=False)
 
 
 def _list(value: object) -> list[Any]:

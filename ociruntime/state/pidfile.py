@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 
-from ociruntime.errors import OCIError
+from ociruntime.errors import OCIError, suppress
 
 
 def write_pid_file(path: str, pid: int) -> None:
@@ -18,6 +17,6 @@ def write_pid_file(path: str, pid: int) -> None:
             f.write(str(pid))
         os.rename(tmp, path)
     except OSError as e:
-        with contextlib.suppress(OSError):
+        with suppress(OSError):
             os.unlink(tmp)
         raise OCIError(f"write pid file {path}: {os.strerror(e.errno or 0).lower()}") from None

@@ -16,15 +16,43 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 
+from ociruntime import jsonio
 from ociruntime.errors import ContainerExists, ContainerNotFound, OCIError
 from ociruntime.state.ids import validate_id
 from ociruntime.state.proc import is_alive
 
 STATE_FILE = "state.json"
 FIFO_NAME = "exec.fifo"
+
+
+def _clear_dir(dir_fd: int) -> None:
+    """Remove everything inside the directory open at ``dir_fd``, never following symlinks."""
+    try:
+        names = os.listdir(dir_fd)
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.unlink(name, dir_fd=dir_fd)
+            continue
+        except IsADirectoryError:
+            pass
+        except OSError:
+            continue
+        try:
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            continue
+        try:
+            _clear_dir(sub)
+        finally:
+            os.close(sub)
+        try:
+            os.rmdir(name, dir_fd=dir_fd)
+        except OSError:
+            pass
 
 
 class Record:
@@ -94,11 +122,11 @@ class ContainerDir:
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
         with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read())
+            data = jsonio.loads(f.read())
         return Record(**data)
 
     def save(self, rec: Record) -> None:
-        self.write_file(STATE_FILE, json.dumps(rec.to_dict()).encode())
+        self.write_file(STATE_FILE, jsonio.dumps(rec.to_dict()).encode())
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``name`` in the directory atomically (temp file + rename), mode 0600."""
@@ -133,10 +161,17 @@ class ContainerDir:
         return True
 
     def remove(self) -> None:
-        """Delete the directory (we still hold the lock; waiters then see it gone)."""
-        import shutil
+        """Delete the directory (we still hold the lock; waiters then see it gone).
 
-        shutil.rmtree(self.path, ignore_errors=True)
+        Through the locked directory's fd, so a symlink or rename under --root cannot point the
+        removal elsewhere; errors are ignored (best effort, like ``rmtree(ignore_errors=True)``)
+        and `shutil` (which drags in `fnmatch` and `re`) stays unimported.
+        """
+        _clear_dir(self.fd)
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self.fd >= 0:
