@@ -141,9 +141,9 @@ test: venv checker install lint
 	$(CONF_STAGE) || status=1; \
 	exit $$status
 
+# The benchmark suite (bench/all.py): ociruntime and runc side by side, one markdown table.
 bench: venv install
-	$(PY) bench/lifecycle.py --runtime $(PREFIX)/bin/ociruntime
-	$(PY) bench/exec.py --runtime $(PREFIX)/bin/ociruntime
+	$(PY) bench/all.py --runtime $(PREFIX)/bin/ociruntime
 
 clean:
 	rm -rf build $(CHECKER) .pytest_cache

@@ -1,60 +1,41 @@
-"""Median time of `exec <id> /bin/true` into a running busybox container: ociruntime vs runc.
+"""`exec <id> /bin/true` into a running busybox container: ociruntime vs runc.
 
-Each runtime runs its own `sleep` container from the same bundle; the execs are interleaved in
-one run, so the ratio is robust to machine noise.  Usage (as root):
-bench/exec.py [--runtime CMD] [--runc PATH] [-n N]
+Each runtime runs its own `sleep` container from the same bundle (started untimed); the timed
+part is one `exec <id> /bin/true`, which joins the container's namespaces and cgroups, runs
+`/bin/true` there and returns its status.  One warm-up each, iterations interleaved with
+alternating order.  Usage (as root): bench/exec.py [--runtime CMD] [--runc PATH] [-n N] [--quick]
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lifecycle import build_bundle, parse_args, report, runtimes_for  # the sibling benchmark's helpers
-
-QUIET = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+from common import Context, Row, median_row, standalone
 
 
-def one_exec(cmd: list[str], root: str, cid: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run([*cmd, "--root", root, "exec", cid, "/bin/true"], check=True, **QUIET)
-    return time.perf_counter() - t0
-
-
-def main() -> int:
-    a = parse_args(__doc__, 30)
-    cid = f"bench-exec-{os.getpid()}"
-    with tempfile.TemporaryDirectory(prefix="ociruntime-bench-") as tmp:
-        bundle = build_bundle(Path(tmp) / "bundle")
-        cfg_path = bundle / "config.json"
-        cfg = json.loads(cfg_path.read_text())
-        cfg["process"]["args"] = ["sleep", "1000"]
-        cfg_path.write_text(json.dumps(cfg))
-        runtimes = runtimes_for(a, tmp)
-        started = []
-        try:
-            for cmd, root in runtimes.values():
-                subprocess.run([*cmd, "--root", root, "run", "-d", "--bundle", str(bundle), cid],
-                               check=True, **QUIET)
-                started.append((cmd, root))
-            times: dict[str, list[float]] = {name: [] for name in runtimes}
-            for cmd, root in runtimes.values():  # warm-up
-                one_exec(cmd, root, cid)
-            for _ in range(a.n):
-                for name, (cmd, root) in runtimes.items():
-                    times[name].append(one_exec(cmd, root, cid))
-        finally:
-            for cmd, root in started:
-                subprocess.run([*cmd, "--root", root, "delete", "--force", cid], **QUIET)
-    report("exec /bin/true into a running busybox container", a.n, times)
-    return 0
+def bench_exec(ctx: Context) -> list[Row]:
+    """(e) the median `exec <id> /bin/true` into a running container."""
+    n = ctx.n(30, 5)
+    bundle = ctx.bundle("sleep", "1000")
+    cids = {rt.name: ctx.cid(rt, "exec") for rt in ctx.runtimes}
+    started = []
+    try:
+        for rt in ctx.runtimes:
+            rt.run("run", "--detach", "--bundle", str(bundle), cids[rt.name])
+            started.append(rt)
+        times: dict[str, list[float]] = {rt.name: [] for rt in ctx.runtimes}
+        for rt in ctx.runtimes:  # warm-up
+            rt.run("exec", cids[rt.name], "/bin/true")
+        for i in range(n):
+            for rt in ctx.order(i):
+                times[rt.name].append(rt.run("exec", cids[rt.name], "/bin/true"))
+    finally:
+        for rt in started:
+            rt.spawn("delete", "--force", cids[rt.name])
+    return [median_row(f"exec /bin/true into a running container (median of {n})", times)]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone(__doc__, [bench_exec]))

@@ -1,87 +1,89 @@
-"""Median create+start+delete time of a busybox `/bin/true` container: ociruntime vs runc.
+"""create+start+delete, and `run`, of a busybox `/bin/true` container: ociruntime vs runc.
 
-Both runtimes run the same bundle, interleaved in one run, so the ratio is robust to machine
-noise.  Usage (as root): bench/lifecycle.py [--runtime CMD] [--runc PATH] [-n N]
+lifecycle (a): one timed cycle is `create --pid-file P`, opening a pidfd on the init pid read
+from P, `start`, waiting on that pidfd until the init has exited, `delete`.  The pidfd wait
+replaces polling `state` in a sleep loop: it returns the moment the kernel marks the init
+exited, costs neither runtime an extra command, and needs no parenthood (the init is the
+runtime's, reparented to pid 1).  Both runtimes count a zombie init as stopped, so `delete`
+right after the wait is valid for both.
+
+run (c): one timed `run --bundle B ID` in the foreground; it creates, starts, waits for and
+deletes the container itself.
+
+Same bundle, same commands, private roots, one warm-up each, iterations interleaved with
+alternating order (bench/common.py).  Usage (as root):
+bench/lifecycle.py [--runtime CMD] [--runc PATH] [-n N] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
-import os
-import shlex
-import shutil
-import statistics
-import subprocess
+import contextlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    TIMEOUT,
+    BenchError,
+    Context,
+    Row,
+    Runtime,
+    median_row,
+    pidfd_of,
+    read_pid,
+    standalone,
+    wait_pidfd,
+)
 
 
-def build_bundle(dest: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("bundles_build", REPO / "bundles" / "build.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.build_bundle(dest, args=["/bin/true"])
-    return dest
+def cycle(rt: Runtime, bundle: Path, cid: str, pid_file: Path) -> float:
+    """create + start + wait for the init's exit (pidfd) + delete; returns wall seconds.
 
-
-def one_cycle(cmd: list[str], root: str, bundle: Path, cid: str) -> float:
-    """create + start + wait for exit + delete; returns seconds."""
-    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    On failure the container is force-deleted (untimed) and BenchError raised.
+    """
     t0 = time.perf_counter()
-    subprocess.run([*cmd, "--root", root, "create", "--bundle", str(bundle), cid], check=True, **quiet)
-    subprocess.run([*cmd, "--root", root, "start", cid], check=True, **quiet)
-    # /bin/true exits at once; delete refuses a running container, so wait for "stopped"
-    while b'"stopped"' not in subprocess.run([*cmd, "--root", root, "state", cid],
-                                             capture_output=True).stdout:
-        time.sleep(0.001)
-    subprocess.run([*cmd, "--root", root, "delete", cid], check=True, **quiet)
-    return time.perf_counter() - t0
+    try:
+        rt.run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid)
+        with pidfd_of(read_pid(pid_file)) as fd:
+            rt.run("start", cid)
+            if not wait_pidfd(fd, TIMEOUT):
+                raise BenchError(f"{rt.name}: the init of {cid} did not exit within {TIMEOUT} s")
+        rt.run("delete", cid)
+        return time.perf_counter() - t0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            rt.spawn("delete", "--force", cid)
+        raise
+    finally:
+        pid_file.unlink(missing_ok=True)
 
 
-def parse_args(doc: str | None, n: int) -> argparse.Namespace:
-    """The command line every benchmark here takes: our runtime, runc, iterations."""
-    ap = argparse.ArgumentParser(description=doc)
-    ap.add_argument("--runtime", default="/usr/local/bin/ociruntime", help="ociruntime command")
-    ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
-    ap.add_argument("-n", type=int, default=n, help="iterations per runtime")
-    return ap.parse_args()
+def bench_lifecycle(ctx: Context) -> list[Row]:
+    """(a) the median create+start+delete cycle of busybox /bin/true."""
+    n = ctx.n(20, 3)
+    bundle = ctx.bundle("/bin/true")
+    times: dict[str, list[float]] = {rt.name: [] for rt in ctx.runtimes}
+    for rt in ctx.runtimes:  # warm-up: page cache, the first cgroup migration, ...
+        cycle(rt, bundle, ctx.cid(rt, "lc-warm"), ctx.tmp / f"{rt.name}.pid")
+    for i in range(n):
+        for rt in ctx.order(i):
+            times[rt.name].append(cycle(rt, bundle, ctx.cid(rt, f"lc{i}"), ctx.tmp / f"{rt.name}.pid"))
+    return [median_row(f"create+start+delete /bin/true (median of {n})", times)]
 
 
-def runtimes_for(a: argparse.Namespace, tmp: str) -> dict[str, tuple[list[str], str]]:
-    """name -> (command, private --root) for both runtimes."""
-    return {"ociruntime": (shlex.split(a.runtime), f"{tmp}/root-ours"),
-            "runc": ([a.runc], f"{tmp}/root-runc")}
-
-
-def main() -> int:
-    a = parse_args(__doc__, 20)
-    with tempfile.TemporaryDirectory(prefix="ociruntime-bench-") as tmp:
-        bundle = build_bundle(Path(tmp) / "bundle")
-        times: dict[str, list[float]] = {"ociruntime": [], "runc": []}
-        runtimes = runtimes_for(a, tmp)
-        for name, (cmd, root) in runtimes.items():  # warm-up (page cache, seccomp cache, ...)
-            one_cycle(cmd, root, bundle, f"warm-{name}")
-        for i in range(a.n):
-            for name, (cmd, root) in runtimes.items():
-                times[name].append(one_cycle(cmd, root, bundle, f"b{i}-{os.getpid()}"))
-    report("create+start+delete of busybox /bin/true", a.n, times)
-    return 0
-
-
-def report(what: str, n: int, times: dict[str, list[float]]) -> None:
-    """Medians side by side and their ratio, the figure the README quotes."""
-    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"{what}, median of {n} (ms):")
-    print(f"  ociruntime {med['ociruntime']:8.1f}")
-    print(f"  runc       {med['runc']:8.1f}")
-    print(f"  ratio ociruntime/runc: {med['ociruntime'] / med['runc']:.2f}")
+def bench_run(ctx: Context) -> list[Row]:
+    """(c) the median foreground `run` of busybox /bin/true (create, start, wait, delete in one)."""
+    n = ctx.n(20, 3)
+    bundle = ctx.bundle("/bin/true")
+    times: dict[str, list[float]] = {rt.name: [] for rt in ctx.runtimes}
+    for rt in ctx.runtimes:
+        rt.run("run", "--bundle", str(bundle), ctx.cid(rt, "run-warm"))
+    for i in range(n):
+        for rt in ctx.order(i):
+            times[rt.name].append(rt.run("run", "--bundle", str(bundle), ctx.cid(rt, f"run{i}")))
+    return [median_row(f"run /bin/true (median of {n})", times)]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone(__doc__, [bench_lifecycle, bench_run]))
