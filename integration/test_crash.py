@@ -619,26 +619,26 @@ def test_paused_container_without_state(rt: Runtime, bundle: BundleFactory) -> N
     t.force_delete_and_check()
 
 
-@pytest.mark.parametrize("content", [b"", b'{"id": "x", "bund', b"[]", b"\0\0\0\0"],
-                         ids=["empty", "partial", "not-an-object", "zeros"])
-def test_unreadable_state_json(rt: Runtime, bundle: BundleFactory, content: bytes) -> None:
-    t = Trial(rt, bundle(["true"]), f"unreadable state {content!r}")
-    t.create()
-    t.run("start", t.cid)
-    (Path(rt.root) / t.cid / "state.json").write_bytes(content)
-    commands = (["state", t.cid], ["delete", t.cid], ["start", t.cid], ["kill", t.cid],
-                ["exec", t.cid, "true"])
-    for args in commands:
-        p = t.run(*args, ok=False)
-        err = p.stderr.decode()
-        assert p.returncode != 0 and err.count("\n") == 1, (args, p.returncode, err)
-        assert f"container {t.cid}: state.json is unreadable (" in err, (args, err)
-        assert "internal error" not in err
-    p = rt("list", log_json=False)
-    assert p.returncode == 0 and t.cid.encode() not in p.stdout, p
-    assert b"state.json is unreadable" in p.stderr
-    t.force_delete_and_check()
-    t.reuse()
+def test_unreadable_state_json(rt: Runtime, bundle: BundleFactory) -> None:
+    b = bundle(["true"])
+    for content in (b"", b'{"id": "x", "bund', b"[]", b"\0\0\0\0"):
+        t = Trial(rt, b, f"unreadable state {content!r}")
+        t.create()
+        t.run("start", t.cid)
+        (Path(rt.root) / t.cid / "state.json").write_bytes(content)
+        commands = (["state", t.cid], ["delete", t.cid], ["start", t.cid], ["kill", t.cid],
+                    ["exec", t.cid, "true"])
+        for args in commands:
+            p = t.run(*args, ok=False)
+            err = p.stderr.decode()
+            assert p.returncode != 0 and err.count("\n") == 1, t.fail(f"{args}: {p.returncode} {err}")
+            assert f"container {t.cid}: state.json is unreadable (" in err, t.fail(f"{args}: {err}")
+            assert "internal error" not in err
+        p = rt("list", log_json=False)
+        assert p.returncode == 0 and t.cid.encode() not in p.stdout, t.fail(str(p))
+        assert b"state.json is unreadable" in p.stderr
+        t.force_delete_and_check()
+        t.reuse()
 
 
 def test_empty_state_dir_and_stray_temp_files(rt: Runtime, bundle: BundleFactory) -> None:
