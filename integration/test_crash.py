@@ -205,7 +205,7 @@ def timed(rt: Runtime, *args: str) -> None:
 
 
 class Trial:
-    """One container id and its markers; ``check`` asserts nothing of it is left."""
+    """One container id and its markers; ``force_delete_and_check`` asserts nothing of it is left."""
 
     def __init__(self, rt: Runtime, bundle: Path, what: str) -> None:
         self.rt = rt
