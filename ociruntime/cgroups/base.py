@@ -34,6 +34,12 @@ class Manager(ABC):
         """
 
     @abstractmethod
+    def to_intent(self) -> dict[str, Any]:
+        """:meth:`to_state` as it will be after :meth:`create`, for create's intent record
+        (state/store.py): ``created`` lists the directories that do not exist yet.  Called
+        before :meth:`create`, so that a create killed midway can be undone."""
+
+    @abstractmethod
     def check_existing(self, warn: Callable[[str], None]) -> None:
         """Before :meth:`create`: refuse a cgroup that is frozen (the init would never run),
         ``warn`` about one that already holds processes (runc's checks on a reused cgroup)."""

@@ -33,6 +33,7 @@ RESOURCE_KEYS = frozenset(
 # on pure v1 any controller that is always mounted in practice will do.
 _PIDS_PREFERENCE = (UNIFIED, "pids", "freezer", "devices", "memory", "cpu", "cpuacct", "name=systemd")
 _RMDIR_ATTEMPTS = 60
+_MKDIR_ATTEMPTS = 5
 _FREEZE_ATTEMPTS = 1000
 
 
@@ -66,6 +67,14 @@ class FsManager(Manager):
             "mounts": dict(self.mounts),
             "created": list(self.created),
         }
+
+    def to_intent(self) -> dict[str, Any]:
+        missing = list(self.created)
+        for d in self._dirs():
+            for level in self._levels(self._mount_of(d), d):
+                if level not in missing and not os.path.lexists(level):
+                    missing.append(level)
+        return {**self.to_state(), "created": missing}
 
     def _dirs(self) -> list[str]:
         """Distinct cgroup dirs (co-mounted controllers share one), v1 first, unified last."""
@@ -132,17 +141,35 @@ class FsManager(Manager):
         return out
 
     def _mkdir_all(self, mountpoint: str, d: str) -> None:
+        for attempt in range(_MKDIR_ATTEMPTS):
+            try:
+                self._mkdir_levels(mountpoint, d)
+                return
+            except FileNotFoundError:
+                # A parent we found existing was removed before we made its child: the delete of
+                # another container that had made it (a shared parent) saw it empty.  Again.
+                if attempt == _MKDIR_ATTEMPTS - 1:
+                    raise _oserror("mkdir", d, FileNotFoundError(errno.ENOENT, "")) from None
+
+    def _mkdir_levels(self, mountpoint: str, d: str) -> None:
         for level in self._levels(mountpoint, d):
             try:
                 os.mkdir(level, 0o755)
             except FileExistsError:
                 # cgroupfs has no symlinks, but a fake or hostile tree might: never walk through one.
-                if not stat.S_ISDIR(os.lstat(level).st_mode):
+                try:
+                    st = os.lstat(level)
+                except FileNotFoundError:
+                    raise  # removed right after our mkdir failed: the caller starts over
+                if not stat.S_ISDIR(st.st_mode):
                     raise OCIError(f"mkdir {level}: exists and is not a directory") from None
                 continue
+            except FileNotFoundError:
+                raise
             except OSError as exc:
                 raise _oserror("mkdir", level, exc) from None
-            self.created.append(level)
+            if level not in self.created:
+                self.created.append(level)
 
     def _cpuset_copy_down(self, mountpoint: str, leaf: str) -> None:
         # Every level between the mount and the leaf needs non-empty cpus/mems before a task can

@@ -27,8 +27,8 @@ from ociruntime.record import dataclass
 from ociruntime.rootfs.cleanup import mount_ids_beneath, unmount_beneath
 from ociruntime.spec.loader import load_config
 from ociruntime.state.pidfile import write_pid_file
-from ociruntime.state.proc import start_time
-from ociruntime.state.store import ContainerDir, Record, Store
+from ociruntime.state.proc import exe_identity, start_time
+from ociruntime.state.store import ContainerDir, Intent, Record, Store
 from ociruntime.sync import Channel, ChannelClosed, ChannelTimeout
 from ociruntime.waits import wait_timeout
 
@@ -65,6 +65,10 @@ class _Spawn:
         # Without a mount namespace the init mounts into ours: what is beneath the rootfs already
         # is not the container's and is never unmounted (rootfs/cleanup.py).
         self.kept_mounts = None if plan.rootfs.mntns else mount_ids_beneath(plan.rootfs.rootfs)
+        # What we are about to make outside the state directory, on disk before we make it: if
+        # we are killed, `delete --force` undoes it from this record (lifecycle/delete.py).
+        self.intent = Intent(cgroup=manager.to_intent(), rootfs=plan.rootfs.rootfs,
+                             kept_mounts=self.kept_mounts)
 
     def _reap_stage1(self) -> int:
         if not self.stage1:
@@ -137,6 +141,7 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
         os.mkfifo(cdir.fifo_path, 0o622)
         os.chmod(cdir.fifo_path, 0o622)  # mkfifo honours the umask; the init may be non-root
         spawn = _Spawn(plan, cdir, manager)
+        cdir.save_intent(spawn.intent)
         rec = _spawn(ctx, spawn, config, opts)
         cdir.save(rec)
         if opts.pid_file:
@@ -228,6 +233,13 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
                 spawn.init = int(msg["pid"])
                 rec.pid = spawn.init
                 rec.pid_start = start_time(spawn.init) or 0
+                # Still a fork of ours: its executable changes only when it execs the user process.
+                rec.init_exe = exe_identity(spawn.init)
+                # Before "init-go": the init mounts nothing until the record names it.
+                step = "record init pid"
+                spawn.intent.pid, spawn.intent.pid_start = rec.pid, rec.pid_start
+                spawn.cdir.save_intent(spawn.intent)
+                step = "start init"
                 status = spawn._reap_stage1()
                 if status != 0:
                     raise InitError(f"stage 1 failed: {status_text(status)}")

@@ -31,7 +31,12 @@ def signal_all(cgroup_state: dict, sig: int) -> None:
     from ociruntime.cgroups import manager_from_state
 
     manager = manager_from_state(cgroup_state)
-    was_frozen = manager.is_frozen()
+    try:
+        was_frozen = manager.is_frozen()
+    except OCIError:
+        # No freezer in the hierarchies we hold (a partial cgroup delete --force undoes, a v1
+        # host without the controller): signal without freezing, as runc does.
+        was_frozen = True
     if not was_frozen:
         try:
             manager.freeze()

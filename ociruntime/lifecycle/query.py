@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ociruntime.errors import OCIError
 from ociruntime.lifecycle.context import Context
-from ociruntime.state.store import Store
+from ociruntime.log import LOG
+from ociruntime.state.store import StateCorrupt, Store
 
 
 def state(ctx: Context, container_id: str) -> dict:
@@ -27,6 +28,8 @@ def list_states(ctx: Context) -> list[dict]:
     for cid in Store(ctx.root).ids():
         try:
             out.append(state(ctx, cid))
+        except StateCorrupt as e:
+            LOG.warning(str(e))  # not listed, but not silently either
         except OCIError:
-            continue  # deleted concurrently, or a create still in progress
+            continue  # deleted concurrently, a create in progress, or one killed before saving
     return out

@@ -9,7 +9,7 @@ import time
 from ociruntime.errors import OCIError, StateError
 from ociruntime.lifecycle.context import Context
 from ociruntime.log import LOG
-from ociruntime.state.proc import is_alive
+from ociruntime.state.proc import exec_done, is_alive
 from ociruntime.state.store import Record, Store
 from ociruntime.waits import wait_timeout
 
@@ -32,6 +32,12 @@ def run_post_hooks(rec: Record, kind: str, status: str) -> None:
 
 class _StartedLate(OCIError):
     """The init took the start signal but did not reach execve in time: it is started."""
+
+
+def _released_before(rec: Record) -> bool:
+    """An earlier ``start``, killed after the init took its byte and before it recorded that,
+    did release the init: it is alive and runs the user process now."""
+    return is_alive(rec.pid, rec.pid_start) and exec_done(rec.pid, rec.init_exe)
 
 
 def _release(fifo: str, rec: Record) -> None:
@@ -62,11 +68,15 @@ def _release(fifo: str, rec: Record) -> None:
                     continue
                 if got:
                     return  # EOF after the byte: execve (or exit) closed the write end
+                if _released_before(rec):
+                    return  # EOF: it took its byte from an earlier start, then exec'd
                 raise OCIError("container init exited before it could be started")
             if not is_alive(rec.pid, rec.pid_start):
                 if got:
                     return
                 raise OCIError("container init exited before it could be started")
+            if not got and _released_before(rec):
+                return  # no writer will come: it exec'd before we opened the fifo
     finally:
         os.close(fd)
 

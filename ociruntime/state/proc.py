@@ -51,3 +51,23 @@ def pidfd_for(pid: int, started: int) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def exe_identity(pid: int) -> list[int] | None:
+    """[st_dev, st_ino] of the executable ``pid`` runs; None if unknown (gone, no permission)."""
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+def exec_done(pid: int, init_exe: list[int] | None) -> bool:
+    """Whether the init has exec'd the user process: it no longer runs the executable it ran
+    while waiting for ``start`` (recorded at create as ``init_exe``).  The init never execs the
+    runtime's interpreter (init/process.py refuses it), so a changed identity means execve.
+    False when unknown (no recorded identity, or /proc unreadable)."""
+    if not init_exe:
+        return False
+    now = exe_identity(pid)
+    return now is not None and now != list(init_exe)

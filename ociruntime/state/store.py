@@ -4,12 +4,28 @@ Layout::
 
     <root>/                     mode 0700, created on first use
       <id>/                     mode 0700; flock(2) on this directory serializes commands on one id
-        state.json              written atomically (temp file + rename), mode 0600
+        intent.json             create's intent record, written before it makes anything outside
+                                this directory (see below); kept until the directory goes
+        state.json              written atomically (temp file + rename), mode 0600; its presence
+                                is what makes the directory a container
         exec.fifo               exists from create until start: the init blocks opening it
         seccomp.json            the container's linux.seccomp, for exec (never re-read from the bundle)
+        resources.json          the merged resources of `update` (lifecycle/update.py)
+        .<name>.<pid>           the temp file of an atomic write; one left by a killed writer is
+                                ignored and goes with the directory
 
 ``state.json`` holds the OCI state fields plus what later commands need to act without reading
 config.json again (init start time, cgroup manager state, hooks for poststart/poststop).
+
+Crash safety: every file is written temp + rename, so a reader sees the old or the new content,
+never a torn one.  ``create`` can be killed at any moment, so before it makes anything outside
+the state directory it records what it is about to make in ``intent.json`` (:class:`Intent`):
+the cgroup directories that do not exist yet (a pre-existing one is never ours to remove), the
+rootfs and the mounts already beneath it (a container without a mount namespace mounts into
+ours), and, as soon as known, the init's pid and start time.  ``delete --force`` of a directory
+without a readable state.json (a create killed before saving it) undoes exactly that
+(lifecycle/delete.py ``recover``); ``state``, ``list`` and ``delete`` without --force treat such
+a directory as no container at all ("container does not exist").
 """
 
 from __future__ import annotations
@@ -21,9 +37,10 @@ import os
 from ociruntime import jsonio
 from ociruntime.errors import ContainerExists, ContainerNotFound, OCIError
 from ociruntime.state.ids import validate_id
-from ociruntime.state.proc import is_alive
+from ociruntime.state.proc import exec_done, is_alive
 
 STATE_FILE = "state.json"
+INTENT_FILE = "intent.json"
 FIFO_NAME = "exec.fifo"
 
 
@@ -55,6 +72,15 @@ def _clear_dir(dir_fd: int) -> None:
             pass
 
 
+class StateCorrupt(OCIError):
+    """state.json exists but cannot be read as a container record (truncated, edited, empty)."""
+
+    def __init__(self, container_id: str, reason: str) -> None:
+        super().__init__(f"container {container_id}: state.json is unreadable ({reason}); "
+                         "`delete --force` removes the container")
+        self.container_id = container_id
+
+
 class Record:
     """What ``state.json`` stores.  ``status`` is derived, never trusted from disk alone.
 
@@ -63,13 +89,15 @@ class Record:
     """
 
     FIELDS = ("id", "bundle", "rootfs", "created", "pid", "pid_start", "owner", "oci_version",
-              "annotations", "cgroup", "hooks", "own_pid_ns", "started", "kept_mounts")
+              "annotations", "cgroup", "hooks", "own_pid_ns", "started", "kept_mounts", "init_exe")
+    REQUIRED = ("id", "bundle", "rootfs", "created")
 
     def __init__(self, id: str, bundle: str, rootfs: str, created: str, pid: int = 0,
                  pid_start: int = 0, owner: str = "", oci_version: str = "1.3.0",
                  annotations: dict[str, str] | None = None, cgroup: dict | None = None,
                  hooks: dict[str, list] | None = None, own_pid_ns: bool = True,
-                 started: bool = False, kept_mounts: list[int] | None = None) -> None:
+                 started: bool = False, kept_mounts: list[int] | None = None,
+                 init_exe: list[int] | None = None) -> None:
         self.id = id
         self.bundle = bundle
         self.rootfs = rootfs
@@ -87,6 +115,10 @@ class Record:
         # runtime's, and delete unmounts everything beneath the rootfs but these mount ids,
         # which were there before create (rootfs/cleanup.py).
         self.kept_mounts = kept_mounts
+        # [st_dev, st_ino] of the init's executable while it waits for `start` (the runtime's
+        # interpreter).  Once the init has exec'd the user process it differs: then the init is
+        # started even if a `start` killed mid-way left exec.fifo and `started` behind.
+        self.init_exe = init_exe
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.FIELDS}
@@ -104,6 +136,49 @@ class Record:
                 "annotations": self.annotations}
 
 
+class Intent:
+    """``intent.json``: what ``create`` is about to make outside the state directory.
+
+    Written (atomically) before the first cgroup directory is made, and again once the init's
+    pid is known, before the init mounts anything.  ``cgroup`` is the manager state as it will be
+    after ``Manager.create`` (``created`` lists only directories that did not exist yet);
+    ``kept_mounts`` is None for a container with its own mount namespace, else the ids of the
+    mounts that were beneath ``rootfs`` before create (never ours to unmount).
+    """
+
+    FIELDS = ("cgroup", "rootfs", "kept_mounts", "pid", "pid_start")
+
+    def __init__(self, cgroup: dict | None = None, rootfs: str = "",
+                 kept_mounts: list[int] | None = None, pid: int = 0, pid_start: int = 0) -> None:
+        self.cgroup = cgroup if cgroup is not None else {}
+        self.rootfs = rootfs
+        self.kept_mounts = kept_mounts
+        self.pid = pid
+        self.pid_start = pid_start
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Intent:
+        """Check the shape (ValueError otherwise): delete acts on these values as root."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        cgroup, rootfs = data.get("cgroup", {}), data.get("rootfs", "")
+        kept, pid, pid_start = data.get("kept_mounts"), data.get("pid", 0), data.get("pid_start", 0)
+        if not isinstance(cgroup, dict) or not isinstance(rootfs, str):
+            raise ValueError("bad cgroup or rootfs")
+        if kept is not None and not (isinstance(kept, list) and all(_is_int(i) for i in kept)):
+            raise ValueError("bad kept_mounts")
+        if not (_is_int(pid) and _is_int(pid_start)):
+            raise ValueError("bad pid")
+        return cls(cgroup, rootfs, kept, pid, pid_start)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 class ContainerDir:
     """A locked container directory.  Use as a context manager; the lock drops on exit."""
 
@@ -117,16 +192,42 @@ class ContainerDir:
         return os.path.join(self.path, FIFO_NAME)
 
     def load(self) -> Record:
+        """The record in state.json: ContainerNotFound without one, StateCorrupt if unreadable."""
         try:
             fd = os.open(STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
         with os.fdopen(fd, "rb") as f:
-            data = jsonio.loads(f.read())
-        return Record(**data)
+            raw = f.read()
+        try:
+            data = jsonio.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            missing = [k for k in Record.REQUIRED if k not in data]
+            if missing:
+                raise ValueError(f"no {missing[0]!r}")
+            # Unknown keys are ignored: a newer runtime's record is still deletable.
+            rec = Record(**{k: data[k] for k in Record.FIELDS if k in data})
+            if not (_is_int(rec.pid) and _is_int(rec.pid_start) and isinstance(rec.cgroup, dict)):
+                raise ValueError("bad pid or cgroup")
+        except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError included
+            raise StateCorrupt(self.id, str(e) if raw else "empty") from None
+        return rec
 
     def save(self, rec: Record) -> None:
         self.write_file(STATE_FILE, jsonio.dumps(rec.to_dict()).encode())
+
+    def save_intent(self, intent: Intent) -> None:
+        self.write_file(INTENT_FILE, jsonio.dumps(intent.to_dict()).encode())
+
+    def load_intent(self) -> Intent | None:
+        """The intent record; None when there is none.  ValueError/OSError if unreadable."""
+        try:
+            fd = os.open(INTENT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+        except FileNotFoundError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            return Intent.from_dict(jsonio.loads(f.read()))
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``name`` in the directory atomically (temp file + rename), mode 0600."""
@@ -141,7 +242,7 @@ class ContainerDir:
         """Derive the OCI status from the init process, its start time and the exec fifo."""
         if not is_alive(rec.pid, rec.pid_start):
             return "stopped"
-        if self.has_fifo() and not rec.started:
+        if self.has_fifo() and not rec.started and not exec_done(rec.pid, rec.init_exe):
             return "created"
         if rec.cgroup:
             from ociruntime.cgroups import manager_from_state
@@ -163,10 +264,16 @@ class ContainerDir:
     def remove(self) -> None:
         """Delete the directory (we still hold the lock; waiters then see it gone).
 
+        state.json goes first: should we be killed halfway, what is left is no container, and
+        ``delete --force`` finishes it (everything outside the directory is gone by now).
         Through the locked directory's fd, so a symlink or rename under --root cannot point the
         removal elsewhere; errors are ignored (best effort, like ``rmtree(ignore_errors=True)``)
         and `shutil` (which drags in `fnmatch` and `re`) stays unimported.
         """
+        try:
+            os.unlink(STATE_FILE, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
         _clear_dir(self.fd)
         try:
             os.rmdir(self.path)
@@ -218,11 +325,18 @@ class Store:
         validate_id(container_id)
         self._ensure_root()
         path = os.path.join(self.root, container_id)
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            raise ContainerExists(f'container with id "{container_id}" already exists') from None
-        return self._lock(path, container_id)
+        for _ in range(10):
+            try:
+                os.mkdir(path, 0o700)
+            except FileExistsError:
+                raise ContainerExists(f'container with id "{container_id}" already exists') from None
+            try:
+                return self._lock(path, container_id)
+            except ContainerNotFound:
+                # Between our mkdir and flock, a `delete --force` of this id locked the empty
+                # directory and removed it as a dead create's leftovers: make it again.
+                continue
+        raise OCIError(f"create state directory {path}: removed concurrently again and again")
 
     def open(self, container_id: str) -> ContainerDir:
         """Lock an existing container directory (``container does not exist`` otherwise)."""
@@ -234,21 +348,18 @@ class Store:
             raise ContainerNotFound(container_id)
         return cdir
 
-    def remove_stale(self, container_id: str) -> None:
-        """Remove ``<root>/<id>`` if it exists without a state.json (a create that died).
+    def open_any(self, container_id: str) -> ContainerDir | None:
+        """Lock ``<root>/<id>`` whatever it holds, also a dead create's leftovers without a
+        state.json (for ``delete --force``); None when there is no such directory.
 
-        Taken under the directory lock, so a create still running (which holds it) is waited
-        for, and a directory that meanwhile got its state.json is left alone.
+        Under the directory lock a create still running (which holds it) is waited for: what
+        is found then is a finished container, or what a killed create left.
         """
         validate_id(container_id)
-        path = os.path.join(self.root, container_id)
         try:
-            cdir = self._lock(path, container_id)
+            return self._lock(os.path.join(self.root, container_id), container_id)
         except ContainerNotFound:
-            return
-        with cdir:
-            if not os.path.exists(os.path.join(path, STATE_FILE)):
-                cdir.remove()
+            return None
 
     def ids(self) -> list[str]:
         try:
