@@ -75,3 +75,20 @@ def test_import_pulls_in_neither_re_nor_enum() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", ['{\n  "a": 1,\n  "b": [1, 2,, 3]\n}', '{"a": "x\ny"}', "[1,\n2]\n\nx",
+                                  '{\n"a" 1}', "", "   \n  "])
+def test_error_position_matches_json(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as want:
+        json.loads(text)
+    with pytest.raises(jsonio.JSONError) as got:
+        jsonio.loads(text)
+    assert (got.value.msg, got.value.pos, got.value.lineno, got.value.colno) == (
+        want.value.msg, want.value.pos, want.value.lineno, want.value.colno)
+
+
+def test_hooks_reach_the_scanner() -> None:
+    with pytest.raises(ZeroDivisionError):
+        jsonio.loads("[1.5]", parse_float=lambda s: 1 / 0)
+    assert jsonio.loads("[NaN]", parse_constant=lambda s: s) == ["NaN"]
