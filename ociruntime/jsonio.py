@@ -13,6 +13,7 @@ is; the C scanner itself may raise ``json.JSONDecodeError`` for a bad string, wh
 from __future__ import annotations
 
 import _json
+import sys
 
 _WS = " \t\n\r"
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
@@ -77,6 +78,15 @@ def loads(text: str | bytes, object_pairs_hook: object = None, parse_constant: o
         if type(e).__name__ == "JSONDecodeError":
             raise JSONError(e.msg, s, e.pos) from None  # type: ignore[attr-defined]
         raise
+    except SystemError:
+        # The C scanner builds its errors from json.decoder.JSONDecodeError, which it looks up
+        # in sys.modules without importing it; absent, it fails with a SystemError.  Invalid
+        # text is the rare path: import it now and parse again for the real error.
+        if "json.decoder" in sys.modules:
+            raise
+        import json.decoder  # noqa: F401
+
+        return loads(s, object_pairs_hook, parse_constant, parse_float)
     end = _skip_ws(s, end)
     if end != len(s):
         raise JSONError("Extra data", s, end)

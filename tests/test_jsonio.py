@@ -92,3 +92,15 @@ def test_hooks_reach_the_scanner() -> None:
     with pytest.raises(ZeroDivisionError):
         jsonio.loads("[1.5]", parse_float=lambda s: 1 / 0)
     assert jsonio.loads("[NaN]", parse_constant=lambda s: s) == ["NaN"]
+
+
+def test_errors_without_the_json_package_loaded() -> None:
+    # The runtime never imports json; the C scanner's error path must still give a ValueError.
+    repo = str(Path(jsonio.__file__).resolve().parents[1])
+    code = (f"import sys; sys.path.insert(0, {repo!r}); from ociruntime import jsonio\n"
+            "for text in ['{\"a\": 1', '[1, 2', '{\"a\" 1}', '\"abc', '[1,]', '{\"a\": \"\\x01\"}']:\n"
+            "    try:\n        jsonio.loads(text)\n    except jsonio.JSONError as e:\n"
+            "        print(e.lineno, e.colno, e.msg)\n    else:\n        print('parsed', text)\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 6 and not any(line.startswith("parsed") for line in lines), out

@@ -10,23 +10,33 @@ from __future__ import annotations
 
 import _signal  # the C module: `signal` imports enum (~3 ms)
 import os
-import time
+import select
 
 from ociruntime.errors import ContainerNotFound, OCIError, StateError, suppress
 from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.kill import signal_all, signal_init
 from ociruntime.lifecycle.start import run_post_hooks
 from ociruntime.log import LOG
-from ociruntime.state.proc import is_alive
+from ociruntime.state.proc import pidfd_for
 from ociruntime.state.store import STATE_FILE, ContainerDir, Intent, Record, StateCorrupt, Store
 
 
 def _wait_gone(rec: Record, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while is_alive(rec.pid, rec.pid_start):
-        if time.monotonic() > deadline:
+    """Wait for the SIGKILLed init to exit: woken by its pidfd, no polling sleeps.
+
+    We are not its parent, so "exited" means a zombie (or gone), which is when a pidfd turns
+    readable; pidfd_for verifies the start time, so a reused pid is never waited for.
+    """
+    fd = pidfd_for(rec.pid, rec.pid_start)
+    if fd is None:
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
             raise OCIError(f"container init {rec.pid} did not exit after SIGKILL")
-        time.sleep(0.002)
+    finally:
+        os.close(fd)
 
 
 def destroy(cdir: ContainerDir, rec: Record) -> None:
