@@ -34,7 +34,7 @@ HOT_LIFECYCLE = {"ociruntime.lifecycle.context", "ociruntime.lifecycle.query", "
 NEVER = {"json", "typing", "socket", "contextlib", "signal", "shutil", "tempfile", "urllib",
          "urllib.parse", "ipaddress", "dataclasses", "inspect", "subprocess", "jsonschema",
          "pyroute2", "numbers", "selectors", "random", "pathlib", "argparse", "logging",
-         "threading", "importlib.machinery", "warnings", "weakref"}
+         "threading", "importlib.machinery", "warnings", "weakref", "re", "enum", "functools"}
 
 
 def _launcher() -> tuple[list[str], str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -707,3 +708,38 @@ def test_disagreement_is_an_error_never_an_acceptance(monkeypatch: pytest.Monkey
     monkeypatch.setattr(fastcheck, "is_valid", lambda doc, kind: False)
     with pytest.raises(ConfigError, match=r"^config\.json: internal error: the fast schema check rejects"):
         schema.validate(default_config(), "config")
+
+
+def _pattern_samples() -> list[str]:
+    rnd = random.Random(7)
+    alphabet = ["0", "1", "9", "01", ".", "-", "+", "\n", "A", "Z", "a", "z", "_", "RLIMIT_", "é",
+                "٣", " ", "MB:", "MB:0=70", "\n\n", "1.0.0", "1.2.3-rc.1", "+build.5", "RLIMIT_NOFILE", "x"]
+    fixed = ["", "\n", "1.0.0", "1.0.0\n", "1.0.0\n\n", "01.0.0", "1.0", "1.0.0.0", "1.0.0-", "1.0.0+",
+             "1.0.0-a+b", "1.0.0-a-b.c+d.e-f", "1.0.0+a+b", "1.0.0-+a", "10.20.30-rc.1+x", "1.0.0 ",
+             "RLIMIT_", "RLIMIT_A", "RLIMIT_A\n", "RLIMIT_A\n\n", "RLIMIT_a", "xRLIMIT_A", "RLIMIT_AB1",
+             "٣.0.0", "1.0.0-é", "RLIMIT_É"]
+    return fixed + ["".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 6))) for _ in range(4000)]
+
+
+@pytest.mark.parametrize("pattern", [fastcheck.RLIMIT_PATTERN, fastcheck.SEMVER_PATTERN,
+                                     fastcheck.MEMBW_PATTERN])
+def test_hand_written_matchers_agree_with_re(pattern: str) -> None:
+    matcher = fastcheck._MATCHERS[pattern]
+    wrong = [s for s in _pattern_samples() if matcher(s) != (re.search(pattern, s) is not None)]
+    assert not wrong
+    assert any(matcher(s) for s in _pattern_samples())  # the samples reach both answers
+
+
+def test_schema_patterns_with_matchers_are_the_schema_files_own() -> None:
+    # The matchers are keyed by the exact pattern text: a schema edit falls back to `re`.
+    texts = {p for *_, doc in schema.read_schemas(SCHEMAS) for p in _patterns(doc)}
+    assert set(fastcheck._MATCHERS) <= texts
+
+
+def _patterns(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for v in node.values() for p in _patterns(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in _patterns(v)]
+    return []

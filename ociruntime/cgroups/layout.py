@@ -18,7 +18,6 @@ Unlike runc, which cleans ``..`` away lexically, a ``..`` component is rejected 
 from __future__ import annotations
 
 import os
-import re
 
 from ociruntime.cgroups.base import UNIFIED
 from ociruntime.errors import ConfigError, OCIError
@@ -28,8 +27,13 @@ from ociruntime.record import dataclass, field
 _NON_CONTROLLER_OPTS = frozenset(
     {"rw", "ro", "xattr", "noprefix", "clone_children", "cpuset_v2_mode", "favordynmods", "nofavor"}
 )
-# "slice:prefix:name", the systemd driver's cgroupsPath form.
-_SYSTEMD_FORM = re.compile(r"^[^:/]*:[^:/]*:[^:/]+$")
+
+
+def _systemd_form(path: str) -> bool:
+    """Whether ``path`` is in the systemd driver's "slice:prefix:name" form: what
+    ``re.match(r"^[^:/]*:[^:/]*:[^:/]+$", path)`` tells, without `re` on create's path."""
+    parts = path.split(":")
+    return len(parts) == 3 and "/" not in path and parts[2] != ""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,14 @@ class Layout:
 
 def _unescape(field_: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo (proc(5)).
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
+    parts = field_.split("\\")
+    out = [parts[0]]
+    for part in parts[1:]:
+        if len(part) >= 3 and all(c in "01234567" for c in part[:3]):
+            out.append(chr(int(part[:3], 8)) + part[3:])
+        else:
+            out.append("\\" + part)
+    return "".join(out)
 
 
 def _mode(has_v1: bool, has_v2: bool) -> str:
@@ -146,7 +157,7 @@ def check_cgroups_path(cgroups_path: str | None, container_id: str, systemd: boo
     what = "linux.cgroupsPath" if cgroups_path else "container id used as cgroup name"
     if "\0" in raw:
         raise ConfigError(f"{what} {raw!r}: contains a NUL byte")
-    if cgroups_path and _SYSTEMD_FORM.match(raw):
+    if cgroups_path and _systemd_form(raw):
         raise ConfigError(
             f'linux.cgroupsPath "{raw}" is in the systemd "slice:prefix:name" form, '
             "which needs the systemd cgroup driver; use a plain path with cgroupfs"

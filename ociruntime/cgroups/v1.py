@@ -9,7 +9,6 @@ cgroup-v1/*.rst in the kernel for the file formats.
 from __future__ import annotations
 
 import errno
-import re
 
 from ociruntime.cgroups import files
 from ociruntime.cgroups.common import I64, as_dict, as_list, opt_bool, opt_int, opt_str
@@ -20,8 +19,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_PAGE_SIZE = re.compile(r"^[1-9][0-9]*[KMGTP]B$")
-_IFACE = re.compile(r"^[^\s/:]{1,15}$")
+def _match(pattern: str, value: str) -> bool:
+    import re
+
+    return re.match(pattern, value) is not None
+
+
+# Checked with `re`, imported where these rare resources are set (not on every create).
+_PAGE_SIZE = r"^[1-9][0-9]*[KMGTP]B$"
+_IFACE = r"^[^\s/:]{1,15}$"
 
 
 def check_memory_usage(dirpath: str, limit: int | None, usage_file: str) -> None:
@@ -246,7 +252,7 @@ def hugepage_entries(limits: Any) -> list[tuple[str, int]]:
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: must be an object")
         size = opt_str(d, "pageSize", where)
-        if size is None or not _PAGE_SIZE.match(size):
+        if size is None or not _match(_PAGE_SIZE, size):
             raise ConfigError(f"{where}.pageSize: {size!r} is not a page size like 2MB or 1GB")
         limit = opt_int(d, "limit", where, lo=0, hi=2**64 - 1)
         if limit is None:
@@ -280,7 +286,7 @@ def priority_entries(network: dict[str, Any]) -> list[tuple[str, int]]:
         if not isinstance(d, dict):
             raise ConfigError(f"{where}: must be an object")
         name = opt_str(d, "name", where)
-        if name is None or not _IFACE.match(name):
+        if name is None or not _match(_IFACE, name):
             raise ConfigError(f"{where}.name: {name!r} is not an interface name")
         prio = opt_int(d, "priority", where, lo=0, hi=2**32 - 1)
         if prio is None:

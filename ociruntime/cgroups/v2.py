@@ -18,8 +18,6 @@ CPU, blkio leaf weights and net_cls/net_prio: asking for one is a ConfigError.
 
 from __future__ import annotations
 
-import re
-
 from ociruntime.cgroups import files, v1
 from ociruntime.cgroups.common import as_dict, opt_int
 from ociruntime.errors import ConfigError
@@ -29,7 +27,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-_UNIFIED_KEY = re.compile(r"^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.]+$")
+_UNIFIED_KEY = r"^[a-z_][a-z0-9_]*\.[A-Za-z0-9_.]+$"
+
+
+def _re_match(pattern: str, value: str) -> bool:
+    import re  # only for `unified` keys: not on every create
+
+    return re.match(pattern, value) is not None
 
 
 def unsupported(what: str) -> ConfigError:
@@ -171,7 +175,7 @@ def apply_hugetlb(dirpath: str, limits: Any) -> None:
 def apply_unified(dirpath: str, unified: Any) -> None:
     """Raw ``file: value`` pairs; keys are plain "controller.file" names, never paths."""
     for key, value in as_dict(unified, "linux.resources.unified").items():
-        if "/" in key or ".." in key or not _UNIFIED_KEY.match(key):
+        if "/" in key or ".." in key or not _re_match(_UNIFIED_KEY, key):
             raise ConfigError(f'linux.resources.unified: "{key}" is not a cgroup file name')
         if not isinstance(value, str) or "\0" in value:
             raise ConfigError(f'linux.resources.unified."{key}": value must be a string')

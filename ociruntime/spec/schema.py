@@ -12,7 +12,6 @@ life of the process.
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 from ociruntime import jsonio
@@ -34,7 +33,13 @@ KINDS: dict[str, tuple[str, str]] = {
 # One line per error; a schema message quoting a whole object could otherwise run on for pages.
 MAX_MESSAGE = 300
 
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_IDENT_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_IDENT_CHARS = _IDENT_START | frozenset("0123456789")
+
+
+def _is_ident(part: str) -> bool:
+    """``[A-Za-z_][A-Za-z0-9_]*`` (ASCII), without `re` on create's path."""
+    return part[:1] in _IDENT_START and _IDENT_CHARS.issuperset(part)
 
 _validators: dict[str, Any] = {}
 
@@ -85,7 +90,7 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENT.match(part):
+        elif _is_ident(part):
             out += f".{part}" if out else part
         else:
             out += f"[{jsonio.dumps(part)}]"
