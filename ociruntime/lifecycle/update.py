@@ -14,12 +14,12 @@ swap limit comes with the memory limit it is relative to.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ociruntime import jsonio
 from ociruntime.cgroups.common import I64, as_dict, as_list, opt_int
 from ociruntime.errors import ConfigError, OCIError, StateError, UsageError
 from ociruntime.lifecycle.context import Context
@@ -130,7 +130,7 @@ def read_resources(path: str) -> dict[str, Any]:
     except OSError as e:
         raise OCIError(f"read resources from {where}: {os.strerror(e.errno or 0).lower()}") from None
     try:
-        doc = json.loads(data)
+        doc = jsonio.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"resources from {where}: invalid JSON: {e}") from None
     if not isinstance(doc, dict):
@@ -240,14 +240,11 @@ def _warn_device_access(resources: dict[str, Any]) -> None:
 # --- the state file -----------------------------------------------------------------------------
 def load_resources(cdir: ContainerDir) -> dict[str, Any]:
     """The merged resources of earlier updates; {} when there were none."""
-    try:
-        fd = os.open(RESOURCES_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cdir.fd)
-    except FileNotFoundError:
+    data = cdir.read_file(RESOURCES_FILE)
+    if data is None:
         return {}
-    with os.fdopen(fd, "rb") as f:
-        data = f.read()
     try:
-        doc = json.loads(data)
+        doc = jsonio.loads(data)
     except ValueError:
         raise OCIError(f"{os.path.join(cdir.path, RESOURCES_FILE)}: not valid JSON") from None
     if not isinstance(doc, dict):
@@ -257,12 +254,7 @@ def load_resources(cdir: ContainerDir) -> dict[str, Any]:
 
 def save_resources(cdir: ContainerDir, resources: dict[str, Any]) -> None:
     """Write ``resources.json`` atomically (temp file + rename, mode 0600), like state.json."""
-    tmp = f".{RESOURCES_FILE}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                 dir_fd=cdir.fd)
-    with os.fdopen(fd, "wb") as f:
-        f.write(json.dumps(resources).encode())
-    os.rename(tmp, RESOURCES_FILE, src_dir_fd=cdir.fd, dst_dir_fd=cdir.fd)
+    cdir.write_file(RESOURCES_FILE, jsonio.dumps(resources).encode())
 
 
 # --- the command --------------------------------------------------------------------------------

@@ -193,12 +193,9 @@ class ContainerDir:
 
     def load(self) -> Record:
         """The record in state.json: ContainerNotFound without one, StateCorrupt if unreadable."""
-        try:
-            fd = os.open(STATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
-        except FileNotFoundError:
-            raise ContainerNotFound(self.id) from None
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read()
+        raw = self.read_file(STATE_FILE)
+        if raw is None:
+            raise ContainerNotFound(self.id)
         try:
             data = jsonio.loads(raw)
             if not isinstance(data, dict):
@@ -222,12 +219,17 @@ class ContainerDir:
 
     def load_intent(self) -> Intent | None:
         """The intent record; None when there is none.  ValueError/OSError if unreadable."""
+        raw = self.read_file(INTENT_FILE)
+        return None if raw is None else Intent.from_dict(jsonio.loads(raw))
+
+    def read_file(self, name: str) -> bytes | None:
+        """The content of ``name`` in the directory (never through a symlink); None if absent."""
         try:
-            fd = os.open(INTENT_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         with os.fdopen(fd, "rb") as f:
-            return Intent.from_dict(jsonio.loads(f.read()))
+            return f.read()
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write ``name`` in the directory atomically (temp file + rename), mode 0600."""
