@@ -11,22 +11,20 @@ bench/commands.py [--runtime CMD] [--runc PATH] [-n N] [--quick]
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    TIMEOUT,
-    BenchError,
     Context,
     Row,
     Runtime,
+    cleaned_up,
     median_row,
     pidfd_of,
     read_pid,
     standalone,
-    wait_pidfd,
+    wait_exit,
 )
 
 COMMANDS = ("state", "start", "kill", "delete")
@@ -35,22 +33,15 @@ COMMANDS = ("state", "start", "kill", "delete")
 def one(rt: Runtime, bundle: Path, cid: str, pid_file: Path) -> dict[str, float]:
     """One container through create (untimed), state, start, kill KILL, wait (untimed), delete."""
     t: dict[str, float] = {}
-    try:
+    with cleaned_up(rt, pid_file, cid):
         rt.run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid)
         with pidfd_of(read_pid(pid_file)) as fd:
             t["state"] = rt.run("state", cid)
             t["start"] = rt.run("start", cid)
             t["kill"] = rt.run("kill", cid, "KILL")
-            if not wait_pidfd(fd, TIMEOUT):
-                raise BenchError(f"{rt.name}: the init of {cid} survived SIGKILL for {TIMEOUT} s")
+            wait_exit(rt, cid, fd)
         t["delete"] = rt.run("delete", cid)
         return t
-    except BaseException:
-        with contextlib.suppress(Exception):
-            rt.spawn("delete", "--force", cid)
-        raise
-    finally:
-        pid_file.unlink(missing_ok=True)
 
 
 def bench_commands(ctx: Context) -> list[Row]:

@@ -168,6 +168,27 @@ def pidfd_of(pid: int) -> Iterator[int]:
         os.close(fd)
 
 
+def wait_exit(rt: Runtime, cid: str, fd: int) -> None:
+    """Wait on the init's pidfd ``fd`` until it exits; BenchError after TIMEOUT seconds."""
+    if not wait_pidfd(fd, TIMEOUT):
+        raise BenchError(f"{rt.name}: the init of {cid} did not exit within {TIMEOUT} s")
+
+
+@contextlib.contextmanager
+def cleaned_up(rt: Runtime, pid_file: Path, *cids: str) -> Iterator[None]:
+    """On any failure inside, force-delete ``cids`` (untimed, best effort) and re-raise; the
+    pid file goes in every case.  Every benchmark's container goes through this."""
+    try:
+        yield
+    except BaseException:
+        for cid in cids:
+            with contextlib.suppress(Exception):
+                rt.spawn("delete", "--force", cid)
+        raise
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
 # ---- the benchmark context -----------------------------------------------------------------------
 
 def load_bundles_build() -> ModuleType:

@@ -17,23 +17,21 @@ bench/lifecycle.py [--runtime CMD] [--runc PATH] [-n N] [--quick]
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
-    TIMEOUT,
-    BenchError,
     Context,
     Row,
     Runtime,
+    cleaned_up,
     median_row,
     pidfd_of,
     read_pid,
     standalone,
-    wait_pidfd,
+    wait_exit,
 )
 
 
@@ -43,20 +41,13 @@ def cycle(rt: Runtime, bundle: Path, cid: str, pid_file: Path) -> float:
     On failure the container is force-deleted (untimed) and BenchError raised.
     """
     t0 = time.perf_counter()
-    try:
+    with cleaned_up(rt, pid_file, cid):
         rt.run("create", "--bundle", str(bundle), "--pid-file", str(pid_file), cid)
         with pidfd_of(read_pid(pid_file)) as fd:
             rt.run("start", cid)
-            if not wait_pidfd(fd, TIMEOUT):
-                raise BenchError(f"{rt.name}: the init of {cid} did not exit within {TIMEOUT} s")
+            wait_exit(rt, cid, fd)
         rt.run("delete", cid)
         return time.perf_counter() - t0
-    except BaseException:
-        with contextlib.suppress(Exception):
-            rt.spawn("delete", "--force", cid)
-        raise
-    finally:
-        pid_file.unlink(missing_ok=True)
 
 
 def bench_lifecycle(ctx: Context) -> list[Row]:

@@ -23,7 +23,6 @@ bench/rss.py [--runtime CMD] [--runc PATH] [-n N] [--quick]
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -37,12 +36,13 @@ from common import (
     Context,
     Row,
     Runtime,
+    cleaned_up,
     median_row,
     pidfd_of,
     read_pid,
     spawn,
     standalone,
-    wait_pidfd,
+    wait_exit,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ def one(ctx: Context, rt: Runtime, helper: Path, tag: str) -> tuple[dict[str, in
         if code != 0:
             raise BenchError(f"{rt.name} {' '.join(args)} exited {code}: {rt.log_tail()}")
 
-    try:
+    with cleaned_up(rt, pid_file, cid, run_cid):
         measure("create", "create", "--bundle", str(sleep), "--pid-file", str(pid_file), cid)
         pid = read_pid(pid_file)
         with pidfd_of(pid) as fd:
@@ -115,18 +115,10 @@ def one(ctx: Context, rt: Runtime, helper: Path, tag: str) -> tuple[dict[str, in
             measure("start", "start", cid)
             measure("exec", "exec", cid, "/bin/true")
             measure("kill", "kill", cid, "KILL")
-            if not wait_pidfd(fd, TIMEOUT):
-                raise BenchError(f"{rt.name}: the init of {cid} survived SIGKILL for {TIMEOUT} s")
+            wait_exit(rt, cid, fd)
         measure("delete", "delete", cid)
         measure("run", "run", "--bundle", str(true), run_cid)
         return rss, init
-    except BaseException:
-        for c in (cid, run_cid):
-            with contextlib.suppress(Exception):
-                rt.spawn("delete", "--force", c)
-        raise
-    finally:
-        pid_file.unlink(missing_ok=True)
 
 
 def bench_rss(ctx: Context) -> list[Row]:
