@@ -648,3 +648,13 @@ def test_v2_period_only_update_keeps_quota(tmp_path: Path) -> None:
     (tmp_path / "cpu.max").write_text("max 100000\n")
     v2.apply_cpu(str(tmp_path), {"period": 300000})
     assert (tmp_path / "cpu.max").read_text().split() == ["max", "300000"]
+
+
+def test_mountinfo_unescape_matches_the_kernels_octal_escapes() -> None:
+    import re
+
+    from ociruntime.linux.mountinfo import unescape
+
+    samples = [r"/a\040b", r"/x\\y", r"\134", r"\12", r"a\0400", r"\011\012\134\040", "plain", "\\", r"\8888"]
+    for s in samples:
+        assert unescape(s) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s), s

@@ -21,6 +21,7 @@ import os
 
 from ociruntime.cgroups.base import UNIFIED
 from ociruntime.errors import ConfigError, OCIError
+from ociruntime.linux.mountinfo import unescape
 from ociruntime.record import dataclass, field
 
 # Super options of a v1 cgroup mount that are not controller names.
@@ -65,18 +66,6 @@ class Layout:
         return Layout(_mode(bool(v1), unified is not None), v1, unified)
 
 
-def _unescape(field_: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo (proc(5)).
-    parts = field_.split("\\")
-    out = [parts[0]]
-    for part in parts[1:]:
-        if len(part) >= 3 and all(c in "01234567" for c in part[:3]):
-            out.append(chr(int(part[:3], 8)) + part[3:])
-        else:
-            out.append("\\" + part)
-    return "".join(out)
-
-
 def _mode(has_v1: bool, has_v2: bool) -> str:
     if has_v1 and has_v2:
         return "hybrid"
@@ -114,7 +103,7 @@ def detect_layout(mountinfo: str | None = None) -> Layout:
         if sep < 5 or len(fields) < sep + 4:
             continue
         fstype, superopts = fields[sep + 1], fields[sep + 3]
-        root, mountpoint = _unescape(fields[3]), _unescape(fields[4])
+        root, mountpoint = unescape(fields[3]), unescape(fields[4])
         if fstype == "cgroup2" and unified is None:
             unified = Mount(mountpoint, root)
         elif fstype == "cgroup":
