@@ -180,8 +180,8 @@ def forget(rt: Runtime, ids: list[str], tmp: Path, created_roots: set[Path]) -> 
                     default.spawn("delete", "--force", cid)
     finally:
         default.close()
-    # Hidden entries are caches (ociruntime's .seccomp); any other is a container: keep the root.
-    if root in created_roots and not [e for e in os.listdir(root) if not e.startswith(".")]:
+    # Any entry is a container: then keep the root.
+    if root in created_roots and not os.listdir(root):
         shutil.rmtree(root, ignore_errors=True)
 
 

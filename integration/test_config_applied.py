@@ -412,3 +412,23 @@ def test_signals_reset_even_if_caller_ignores_them(rt, bundle) -> None:
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert int(r["status"]["SigIgn"], 16) == 0 and int(r["status"]["SigBlk"], 16) == 0
+
+
+@pytest.mark.skipif(not Path("/sys/fs/cgroup/systemd").is_dir(), reason="no name=systemd v1 hierarchy here")
+@pytest.mark.parametrize("cgroupns", [False, True], ids=["host-cgroupns", "private-cgroupns"])
+def test_named_v1_hierarchy_keeps_the_host_directory_name(rt, bundle, cgroupns: bool) -> None:
+    """runc mounts name=systemd at /sys/fs/cgroup/systemd (the host's name): systemd and
+    docker-in-docker look there.  Co-mounted controllers keep theirs too (cpu,cpuacct)."""
+    host = sorted(p.name for p in Path("/sys/fs/cgroup").iterdir() if p.is_dir())
+
+    def mutate(cfg: dict) -> None:
+        if cgroupns:
+            cfg["linux"]["namespaces"].append({"type": "cgroup"})
+
+    paths = [f"/sys/fs/cgroup/{name}" for name in host] + ["/sys/fs/cgroup/name=systemd"]
+    r = run_checker(rt, bundle, ["stat", *paths], mutate)
+    assert [p for p in paths[:-1] if not r[p]["exists"]] == []
+    assert not r["/sys/fs/cgroup/name=systemd"]["exists"]
+    r = run_checker(rt, bundle, ["read", "/proc/self/mountinfo"], mutate)
+    line = next(ln for ln in r["/proc/self/mountinfo"].splitlines() if " /sys/fs/cgroup/systemd " in ln)
+    assert "name=systemd" in line.split(" - ")[1]

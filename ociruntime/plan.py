@@ -176,6 +176,7 @@ def process_plan(proc: dict, warn: Callable[[str], None], debug: Callable[[str],
 
 def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pivot: bool,
           no_new_keyring: bool, preserve_fds: int, cgroup_paths: dict[str, str], cgroup_layout: str,
+          cgroup_data: dict[str, str] | None = None,
           seccomp_cache: str | None, warn: Callable[[str], None],
           debug: Callable[[str], None] | None = None, clear_onlcr: bool = False) -> InitPlan:
     """Build the plan; raise ConfigError for anything the children could not do."""
@@ -214,7 +215,7 @@ def build(config: dict, *, container_id: str, bundle: str, state_dir: str, no_pi
         new_pidns=bool(flags & CLONE_NEWPID),
         new_mntns=bool(flags & CLONE_NEWNS),
         rootfs=build_plan(config, bundle, no_pivot=no_pivot, cgroup_paths=cgroup_paths,
-                          cgroup_layout=cgroup_layout),
+                          cgroup_layout=cgroup_layout, cgroup_data=cgroup_data),
         hostname=config.get("hostname"),
         domainname=config.get("domainname"),
         sysctls=tuple(sysctls),

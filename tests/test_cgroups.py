@@ -658,3 +658,39 @@ def test_mountinfo_unescape_matches_the_kernels_octal_escapes() -> None:
     samples = [r"/a\040b", r"/x\\y", r"\134", r"\12", r"a\0400", r"\011\012\134\040", "plain", "\\", r"\8888"]
     for s in samples:
         assert unescape(s) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s), s
+
+
+def test_container_view_names_directories_like_the_host() -> None:
+    """runc's /sys/fs/cgroup inside: host directory names (systemd, cpu,cpuacct), not "name=x"."""
+    from ociruntime.cgroups.layout import container_view
+
+    paths = {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct/c",
+        "cpuacct": "/sys/fs/cgroup/cpu,cpuacct/c",
+        "memory": "/sys/fs/cgroup/memory/c",
+        "name=systemd": "/sys/fs/cgroup/systemd/c",
+        "name=odd": "/sys/fs/cgroup/elsewhere/c",
+        "unified": "/sys/fs/cgroup/unified/c",
+    }
+    mounts = {
+        "cpu": "/sys/fs/cgroup/cpu,cpuacct",
+        "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+        "memory": "/sys/fs/cgroup/memory",
+        "name=systemd": "/sys/fs/cgroup/systemd",
+        "name=odd": "/sys/fs/cgroup/elsewhere",
+        "unified": "/sys/fs/cgroup/unified",
+    }
+    dirs, data = container_view(paths, mounts)
+    assert dirs == {
+        "cpu,cpuacct": "/sys/fs/cgroup/cpu,cpuacct/c",
+        "memory": "/sys/fs/cgroup/memory/c",
+        "systemd": "/sys/fs/cgroup/systemd/c",
+        "elsewhere": "/sys/fs/cgroup/elsewhere/c",
+        "unified": "/sys/fs/cgroup/unified/c",
+    }
+    assert data == {
+        "cpu,cpuacct": "cpu,cpuacct",
+        "memory": "memory",
+        "systemd": "none,name=systemd",
+        "elsewhere": "none,name=odd",
+    }

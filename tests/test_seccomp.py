@@ -521,6 +521,19 @@ def _entries(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.suffix == ".bpf")
 
 
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Record every libseccomp compilation (a cache miss) in the returned list."""
+    calls: list[object] = []
+    real_build = sc._build_bpf
+
+    def counting(plan: Any) -> Any:
+        calls.append(plan)
+        return real_build(plan)
+
+    monkeypatch.setattr(sc, "_build_bpf", counting)
+    return calls
+
+
 def _forbid_build(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(plan: object) -> None:
         raise AssertionError("cache miss: libseccomp was called")
@@ -589,14 +602,7 @@ def test_untrusted_cache_entry_is_ignored(tmp_path: Path, monkeypatch: pytest.Mo
     sc.compile_profile(CACHE_PROFILE, cache_dir=str(cache))
     [entry] = _entries(cache)
     entry.chmod(0o666)
-    calls: list[object] = []
-    real_build = sc._build_bpf
-
-    def counting(plan: Any) -> Any:
-        calls.append(plan)
-        return real_build(plan)
-
-    monkeypatch.setattr(sc, "_build_bpf", counting)
+    calls = _count_builds(monkeypatch)
     sc.compile_profile(CACHE_PROFILE, cache_dir=str(cache))
     assert len(calls) == 1
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
@@ -609,6 +615,47 @@ def test_unwritable_cache_warns_and_still_compiles(tmp_path: Path) -> None:
     compiled = sc.compile_profile(CACHE_PROFILE, warnings.append, cache_dir=str(blocker / "cache"))
     assert lsec.validate_program(compiled.bpf)
     assert any(w.startswith("seccomp: cannot write cache entry") for w in warnings)
+
+
+def test_cache_dir_others_can_write_is_unused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory others can write could hold a planted filter: neither read nor written."""
+    cache = tmp_path / "cache"
+    sc.compile_profile(CACHE_PROFILE, cache_dir=str(cache))
+    cache.chmod(0o777)
+    calls = _count_builds(monkeypatch)
+    warnings: list[str] = []
+    sc.compile_profile(CACHE_PROFILE, warnings.append, cache_dir=str(cache))
+    assert len(calls) == 1
+    assert any(w.startswith("seccomp: cannot write cache entry") for w in warnings)
+
+
+def test_cache_is_bounded_least_recently_used_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(sc, "_CACHE_MAX_ENTRIES", 3)
+    profiles = [{"defaultAction": "SCMP_ACT_ALLOW",
+                 "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": n}]}
+                for n in range(1, 6)]  # fmt: skip
+    names = []
+    for age, profile in enumerate(profiles):
+        sc.compile_profile(profile, cache_dir=str(cache))
+        [new] = set(_entries(cache)) - {cache / n for n in names}
+        names.append(new.name)
+        # Distinct, increasing last-use times without sleeping.
+        os.utime(new, (1000 + age, 1000 + age))
+        if age == 3:
+            sc.compile_profile(profiles[0], cache_dir=str(cache))  # a hit refreshes entry 0
+            assert (cache / names[0]).stat().st_mtime > 1_000_000  # now, not 1000
+    left = {p.name for p in _entries(cache)}
+    assert len(left) == 3
+    assert left == {names[0], names[3], names[4]}  # entries 1 and 2 were least recently used
+    stale = cache / ".tmp-stale"
+    stale.write_bytes(b"x")
+    os.utime(stale, (1000, 1000))
+    fresh = cache / ".tmp-fresh"
+    fresh.write_bytes(b"x")
+    sc.compile_profile(profiles[1], cache_dir=str(cache))
+    assert not stale.exists() and fresh.exists()
+    assert len(_entries(cache)) == 3
 
 
 def test_light_imports_stay_light(tmp_path: Path) -> None:

@@ -20,10 +20,12 @@ class Manager(ABC):
 
     ``paths`` maps a hierarchy name ("memory", "cpu", "name=systemd", "unified", ...) to the
     container's absolute cgroup directory in it; co-mounted controllers share a directory.
+    ``mounts`` maps the same names to the hierarchy's mount point on the host.
     ``mode`` is the layout the manager drives: "v1", "v2" or "hybrid".
     """
 
     paths: dict[str, str]
+    mounts: dict[str, str]
     mode: str
 
     @abstractmethod

@@ -194,3 +194,26 @@ def resolve_paths(inner: str, layout: Layout, own: dict[str, str] | None = None)
             base = os.path.dirname(base)
         paths[name] = os.path.join(mount.mountpoint, base, inner)
     return paths
+
+
+def container_view(paths: dict[str, str], mounts: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The container's /sys/fs/cgroup on a v1 or hybrid host, as runc builds it: one directory
+    per host hierarchy mount, named like the host's directory (``cpu,cpuacct``, ``systemd`` for
+    name=systemd, ``unified``), because tools inside (systemd, docker-in-docker) look for those
+    names.  Returns ``{dir name: host cgroup dir}`` and ``{dir name: v1 mount data}``."""
+    dirs: dict[str, str] = {}
+    names: dict[str, list[str]] = {}
+    for name, path in paths.items():
+        if name == UNIFIED:
+            dirs[UNIFIED] = path
+            continue
+        mountpoint = mounts.get(name, name).rstrip("/")
+        d = os.path.basename(mountpoint) or name
+        dirs[d] = path
+        names.setdefault(d, []).append(name)
+    data = {}
+    for d, hier in names.items():
+        hier.sort()
+        # A named hierarchy without controllers is selected by "none,name=x".
+        data[d] = ",".join(hier if any("=" not in h for h in hier) else ["none", *hier])
+    return dirs, data

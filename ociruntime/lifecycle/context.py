@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 DEFAULT_ROOT = "/run/ociruntime"
+# Caches (compiled seccomp filters) live beside the state root, never in it: engines such as
+# dockerd give every runtime one --root and list each entry there as a container.
+DEFAULT_CACHE = "/run/ociruntime-cache"
 
 
 class Context:
@@ -15,3 +18,8 @@ class Context:
         self.root = root
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
+
+    @property
+    def seccomp_cache(self) -> str:
+        """Where compiled seccomp filters are kept (ociruntime.seccomp.compile bounds its size)."""
+        return DEFAULT_CACHE + "/seccomp"

@@ -13,6 +13,7 @@ import time
 
 from ociruntime import jsonio
 from ociruntime.cgroups import Manager, new_manager
+from ociruntime.cgroups.layout import container_view
 from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror, suppress
 from ociruntime.hooks import run_hooks
 from ociruntime.init import stage1
@@ -127,11 +128,12 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
     spawn: _Spawn | None = None
     try:
         manager = new_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
+        cgroup_dirs, cgroup_data = container_view(manager.paths, manager.mounts)
         plan = build(config, container_id=container_id, bundle=bundle, state_dir=cdir.path,
                      no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-                     preserve_fds=opts.preserve_fds + opts.listen_fds, cgroup_paths=manager.paths,
-                     cgroup_layout=manager.mode,
-                     seccomp_cache=os.path.join(store.root, ".seccomp"),
+                     preserve_fds=opts.preserve_fds + opts.listen_fds, cgroup_paths=cgroup_dirs,
+                     cgroup_layout=manager.mode, cgroup_data=cgroup_data,
+                     seccomp_cache=ctx.seccomp_cache,
                      warn=LOG.warning, debug=LOG.debug, clear_onlcr=opts.console_proxy)
         manager.check_existing(LOG.warning)
         if linux.get("seccomp"):

@@ -211,7 +211,7 @@ def _init_unified_cgroup(pid: int, mount: str | None) -> str | None:
     return None if path is None else os.path.join(mount, path.lstrip("/"))
 
 
-def _seccomp(cdir: ContainerDir, root: str) -> object | None:
+def _seccomp(cdir: ContainerDir, cache_dir: str) -> object | None:
     """The container's own filter, recorded at create (never re-read from the bundle)."""
     from ociruntime.spec.loader import read_json_file
 
@@ -221,7 +221,7 @@ def _seccomp(cdir: ContainerDir, root: str) -> object | None:
     profile = read_json_file(path, "seccomp.json")
     from ociruntime.seccomp.compile import compile_profile
 
-    return compile_profile(profile, LOG.warning, cache_dir=os.path.join(root, ".seccomp"))  # type: ignore[arg-type]
+    return compile_profile(profile, LOG.warning, cache_dir=cache_dir)  # type: ignore[arg-type]
 
 
 class _Target:
@@ -304,7 +304,7 @@ def _exec(ctx: Context, container_id: str, opts: ExecOptions) -> int:
         subs = _sub_cgroups(opts.cgroup)
         plan = ExecPlan(
             container_id=container_id, init_pid=rec.pid,
-            process=process_plan(proc, LOG.warning, LOG.debug), seccomp=_seccomp(cdir, store.root),
+            process=process_plan(proc, LOG.warning, LOG.debug), seccomp=_seccomp(cdir, ctx.seccomp_cache),
             cgroup_dirs=_cgroup_dirs(rec.cgroup, subs) if rec.cgroup else (),
             preserve_fds=opts.preserve_fds, new_keyring=True, state=rec.oci_state(status),
             clear_onlcr=bool(proc.get("terminal")) and not opts.detach, sub_cgroup=bool(subs))

@@ -376,7 +376,8 @@ def _cgroup_hierarchy(plan: RootfsPlan, parent: int, hier: str, host_dir: str, f
             if hier == "unified":
                 m.mount("cgroup2", proc_fd(sub), "cgroup2", flags)
             else:
-                m.mount("cgroup", proc_fd(sub), "cgroup", flags, _v1_mount_data(hier))
+                data = plan.cgroup_data.get(hier) or _v1_mount_data(hier)
+                m.mount("cgroup", proc_fd(sub), "cgroup", flags, data)
         finally:
             os.close(sub)
 

@@ -176,6 +176,8 @@ class RootfsPlan:
     # names under /sys/fs/cgroup on the host: "memory", "cpu,cpuacct", "systemd" (the
     # name=systemd hierarchy), "unified" for the cgroup2 hierarchy (on pure v2 too).
     cgroup_paths: dict[str, str] = field(default_factory=dict)
+    # v1 mount data per directory where the name does not say it ("systemd" -> "none,name=systemd").
+    cgroup_data: dict[str, str] = field(default_factory=dict)
     cgroupns: bool = False
     cgroup_layout: str = "hybrid"
     # The configured rootfsPropagation, applied to the new "/" after pivot_root (0: none given).
@@ -443,7 +445,8 @@ def _namespaces(linux: dict) -> set[str]:
 
 
 def build_plan(
-    config: dict, bundle: str, *, no_pivot: bool, cgroup_paths: dict[str, str], cgroup_layout: str
+    config: dict, bundle: str, *, no_pivot: bool, cgroup_paths: dict[str, str], cgroup_layout: str,
+    cgroup_data: dict[str, str] | None = None,
 ) -> RootfsPlan:
     """Build the immutable rootfs plan from a validated config; raise ConfigError on bad values."""
     root = config.get("root")
@@ -481,6 +484,7 @@ def build_plan(
         userns="user" in namespaces,
         console=bool(process.get("terminal", False)),
         cgroup_paths=dict(cgroup_paths),
+        cgroup_data=dict(cgroup_data or {}),
         cgroupns="cgroup" in namespaces,
         cgroup_layout=cgroup_layout,
         final_propagation=_final_propagation(linux),

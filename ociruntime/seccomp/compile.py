@@ -21,6 +21,7 @@ starts with a stub returning ENOSYS for syscalls newer than the profile knows: s
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import hashlib
 import json
@@ -28,10 +29,11 @@ import os
 import stat
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ociruntime.errors import ConfigError, OCIError, describe_oserror
+from ociruntime.errors import ConfigError, OCIError, describe_oserror, suppress
 from ociruntime.linux.seccomp import (
     SECCOMP_FILTER_FLAG_LOG,
     SECCOMP_FILTER_FLAG_NEW_LISTENER,
@@ -108,6 +110,9 @@ _BPF_KEYS = ("defaultAction", "defaultErrnoRet", "architectures", "syscalls")
 # Version 2: programs start with the ENOSYS stub; version-1 entries have none and must not be used.
 _CACHE_MAGIC = b"ociruntime-seccomp-cache 2\n"
 _CACHE_MAX_BYTES = 1 << 20
+# Distinct profiles a machine uses are few (an engine's default, a few custom ones): 64 entries
+# of at most a few KiB each keep the cache small without evicting anything in use.
+_CACHE_MAX_ENTRIES = 64
 
 
 @dataclass(frozen=True)
@@ -499,6 +504,8 @@ def _cache_key(seccomp: Mapping[str, Any]) -> str:
 
 def _cache_load(path: str) -> tuple[bytes, tuple[str, ...]] | None:
     """Return a valid cached entry, or None for a miss or anything suspicious or corrupt."""
+    if not _trusted_dir(os.path.dirname(path)):
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -510,7 +517,22 @@ def _cache_load(path: str) -> tuple[bytes, tuple[str, ...]] | None:
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
             return None
         data = f.read(_CACHE_MAX_BYTES + 1)
-    return _decode_entry(data)
+        entry = _decode_entry(data)
+        if entry is not None:
+            # The mtime is the entry's last use: pruning drops the least recently used.
+            with suppress(OSError):
+                os.utime(f.fileno())
+    return entry
+
+
+def _trusted_dir(path: str) -> bool:
+    """The cache directory must be ours and writable by nobody else: a filter planted there would
+    be a sandbox bypass, so the check is on the directory as well as on each entry."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
 def _decode_entry(data: bytes) -> tuple[bytes, tuple[str, ...]] | None:
@@ -543,16 +565,40 @@ def _cache_store(cache_dir: str, path: str, entry: tuple[bytes, tuple[str, ...]]
     tmp = None
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        if not _trusted_dir(cache_dir):
+            raise OSError(errno.EPERM, "not a directory owned by us and writable only by us", cache_dir)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=cache_dir)
         with open(fd, "wb") as f:
             f.write(_encode_entry(*entry))
         os.rename(tmp, path)
         tmp = None
+        _prune(cache_dir, keep=os.path.basename(path))
     except OSError as exc:
         warn(describe_oserror(exc, "seccomp: cannot write cache entry"))
     finally:
         if tmp is not None:
             _unlink_quietly(tmp)
+
+
+def _prune(cache_dir: str, keep: str) -> None:
+    """Bound the cache: at most _CACHE_MAX_ENTRIES entries (least recently used go first), and
+    no temp file older than a minute (left by a runtime killed while writing one)."""
+    now = time.time()
+    entries: list[tuple[float, str]] = []
+    with os.scandir(cache_dir) as it:
+        for e in it:
+            try:
+                mtime = e.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
+            if e.name.startswith(".tmp-"):
+                if now - mtime > 60:
+                    _unlink_quietly(e.path)
+            elif e.name.endswith(".bpf") and e.name != keep:
+                entries.append((mtime, e.path))
+    entries.sort(reverse=True)
+    for _mtime, old in entries[_CACHE_MAX_ENTRIES - 1 :]:
+        _unlink_quietly(old)
 
 
 def _unlink_quietly(path: str) -> None:
