@@ -6,8 +6,14 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 CHECKER     := integration/checker/checker
 DEMO_BUNDLE := build/demo-bundle
-# qemu-system-x86 boots the pure cgroup v2 guest of test-cgroupv2 (integration/v2guest/).
-APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd
+# qemu-system-x86 boots the pure cgroup v2 guest of test-cgroupv2 (integration/v2guest/); docker.io
+# is the Docker Engine of integration/test_docker.py.
+APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd \
+                docker.io
+# Packages with daemons (docker.io, containerd) must not start them on install: a dockerd would
+# make docker0 and iptables rules in the host's network namespace.  invoke-rc.d asks this policy
+# first (101: action forbidden); it is written only if the machine has none, and removed again.
+POLICY_RC   := /usr/sbin/policy-rc.d
 # The cgroup v2 stage: the installed launcher, tested inside a qemu guest with only cgroup2.
 V2GUEST     := OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY_SYSTEM) integration/v2guest/run.py
 # The conformance stage: the public OCI runtime-tools validation suite, built from the source
@@ -34,6 +40,10 @@ deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
+	  if [ ! -e $(POLICY_RC) ] && [ ! -L $(POLICY_RC) ]; then \
+	    trap 'rm -f $(POLICY_RC)' EXIT; trap 'exit 130' INT TERM HUP; \
+	    printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC) && chmod 0755 $(POLICY_RC); \
+	  fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $$missing >/dev/null; \
 	fi
