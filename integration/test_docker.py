@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import bundles_build, run_in_pty, runtime_cmd
+from conftest import bundles_build, run_in_pty
 from engines import CGROUP_ROOT, host_cgroup, launcher, mounts_under, proc_field, wait_for
 
 pytestmark = [
@@ -54,7 +54,6 @@ V1_HIERARCHIES = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "me
 # Docker's default capability set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
 # NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
 DEFAULT_CAPS = "00000000a80425fb"
-UNDER_RUNC = Path(runtime_cmd()[0]).name == "runc"
 
 
 def _interfaces() -> set[str]:
@@ -453,9 +452,6 @@ def test_pause_unpause(docker: Docker) -> None:
 
 # ---- what the runtime keeps and leaves -----------------------------------------------------------
 
-@pytest.mark.xfail(not UNDER_RUNC, strict=True,
-                   reason="ociruntime keeps its compiled seccomp cache in --root (<root>/.seccomp); "
-                          "it is moving out of the state root")
 def test_runtime_root_holds_only_containers(docker: Docker) -> None:
     cid = docker.detached()
     other = docker.detached()
@@ -464,9 +460,6 @@ def test_runtime_root_holds_only_containers(docker: Docker) -> None:
     assert sorted(os.listdir(root)) == sorted([cid, other])
 
 
-@pytest.mark.xfail(not UNDER_RUNC, strict=True,
-                   reason="ociruntime mounts the named v1 hierarchy at /sys/fs/cgroup/name=systemd (its "
-                          "cgroup manager's key), runc at the host's directory name, systemd")
 @pytest.mark.parametrize("cgroupns", ["default", "private"])
 @pytest.mark.skipif(not (CGROUP_ROOT / "systemd").is_dir(), reason="no name=systemd hierarchy on this host")
 def test_named_systemd_hierarchy_inside(docker: Docker, cgroupns: str) -> None:
