@@ -48,6 +48,9 @@ class ProcessPlan:
     # (st_dev, st_ino) of the interpreter running the runtime: the container must never get to
     # execute it (CVE-2019-5736 for a Python runtime: `/proc/self/exe` or `#!/proc/self/exe`).
     runtime_exe: tuple[int, int] = (0, 0)
+    # False in a user namespace whose setgroups is "deny" (a rootless container mapping only the
+    # caller's gid): setgroups(2) is refused there, and the caller's groups stay (runc's rule).
+    set_groups: bool = True
 
 
 @dataclass(frozen=True)

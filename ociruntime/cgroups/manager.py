@@ -127,7 +127,7 @@ class FsManager(Manager):
         cpuset = self.paths.get("cpuset")
         if cpuset is not None and self.mode != "v2":
             self._cpuset_copy_down(self.mounts["cpuset"], cpuset)
-        if self.mode == "v2":
+        if self.mode == "v2" and UNIFIED in self.paths:
             self._enable_controllers(self.mounts[UNIFIED], self.paths[UNIFIED])
 
     def _levels(self, mountpoint: str, d: str) -> list[str]:
@@ -291,6 +291,8 @@ class FsManager(Manager):
         return self._dirs()[0]
 
     def pids(self) -> list[int]:
+        if not self.paths:
+            return []  # a rootless container in no cgroup of its own (cgroups/rootless.py)
         found: set[int] = set()
         for d in self._walk(self._pids_dir()):
             try:

@@ -13,11 +13,13 @@ import sys
 from ociruntime import SPEC_VERSION, __version__
 from ociruntime.cli.args import Flag, parse
 from ociruntime.errors import OCIError, UsageError, describe_oserror
-from ociruntime.lifecycle.context import DEFAULT_ROOT, Context
+from ociruntime.lifecycle.context import DEFAULT_CACHE, DEFAULT_ROOT, Context
 from ociruntime.log import LOG
 
 GLOBAL_FLAGS = [
-    Flag("root", "str", default=DEFAULT_ROOT, help="root directory for storage of container state"),
+    Flag("root", "str", default=None,
+         help=f"root directory for storage of container state (default {DEFAULT_ROOT}; "
+              "$XDG_RUNTIME_DIR/ociruntime when rootless)"),
     Flag("log", "str", default="", help="log file path (default: stderr)"),
     Flag("log-format", "str", default="text", help="log format: text or json"),
     Flag("debug", help="enable debug logging"),
@@ -77,10 +79,28 @@ def run(argv: list[str]) -> int:
     # A caller that ignores SIGCHLD would make the kernel reap our children behind our back
     # (waitpid then fails with ECHILD); the disposition is inherited, so put it back.
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless))
+    ctx = _context(g.root, bool(g.systemd_cgroup), str(g.rootless))
     # __import__ rather than importlib.import_module: `importlib` imports `warnings`.
     module = __import__(f"ociruntime.cli.{COMMANDS[name][0]}", fromlist=["main"])
     return int(module.main(ctx, rest))
+
+
+def _context(root: object, systemd_cgroup: bool, rootless_flag: str) -> Context:
+    """The global options; the state root as runc chooses it when --root is not given."""
+    from ociruntime import rootless
+
+    rootless.parse_bool_or_auto(rootless_flag)  # a bad value is a usage error for every command
+    euid = os.geteuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    in_userns = bool(xdg) and euid == 0 and rootless.in_user_namespace()
+    cache = DEFAULT_CACHE
+    if xdg and rootless.honour_xdg_runtime_dir(euid, in_userns, os.environ):
+        cache = os.path.join(xdg, "ociruntime-cache")
+    if root is None:
+        root, xdg_used = rootless.default_root(DEFAULT_ROOT, euid, in_userns, os.environ)
+        if xdg_used:
+            rootless.prepare_xdg_root(root)
+    return Context(root=str(root), systemd_cgroup=systemd_cgroup, rootless=rootless_flag, cache=cache)
 
 
 def main(argv: list[str] | None = None) -> int:

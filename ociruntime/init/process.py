@@ -221,7 +221,8 @@ def set_user(proc: ProcessPlan) -> None:
         caps.drop_bounding(proc.caps.bounding)
     # Keep permitted caps across the uid change; the effective set is restored by set_caps.
     caps.keep_caps(True)
-    ids.set_groups(list(proc.additional_gids))
+    if proc.set_groups:
+        ids.set_groups(list(proc.additional_gids))
     ids.set_ids(proc.uid, proc.gid)
     caps.keep_caps(False)
     if proc.caps is not None:

@@ -11,7 +11,7 @@ import _signal  # the C module: `signal` imports enum (~3 ms)
 import os
 import time
 
-from ociruntime import jsonio
+from ociruntime import jsonio, record, rootless
 from ociruntime.cgroups import Manager, new_manager
 from ociruntime.cgroups.layout import container_view
 from ociruntime.errors import ConfigError, InitError, OCIError, describe_oserror, suppress
@@ -57,10 +57,15 @@ def _now_rfc3339() -> str:
 class _Spawn:
     """The processes and resources of one create, and how to undo them."""
 
-    def __init__(self, plan: InitPlan, cdir: ContainerDir, manager: Manager) -> None:
+    def __init__(self, plan: InitPlan, cdir: ContainerDir, manager: Manager, *,
+                 rootless_cgroups: bool = False, maps: rootless.MapPlan | None = None) -> None:
         self.plan = plan
         self.cdir = cdir
         self.manager = manager
+        # cgroups/rootless.py: device rules are not expected to work (runc ignores their errors).
+        self.rootless_cgroups = rootless_cgroups
+        # How an unprivileged caller's maps get written (None: we are root, write them directly).
+        self.maps = maps
         self.stage1 = 0
         self.init = 0
         # Without a mount namespace the init mounts into ours: what is beneath the rootfs already
@@ -123,18 +128,33 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
         # Socket activation: the fds come first (from 3), then --preserve-fds (runc's order).
         proc["env"] = [*proc.get("env", []), f"LISTEN_FDS={opts.listen_fds}", "LISTEN_PID=1"]
     linux = config.get("linux") or {}
+    # Before anything exists: a config an unprivileged caller cannot run fails here.
+    rootless_cgroups, maps = _rootless(ctx, config)
     store = Store(ctx.root)
     cdir = store.create(container_id)
     spawn: _Spawn | None = None
     try:
         manager = new_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
-        cgroup_dirs, cgroup_data = container_view(manager.paths, manager.mounts)
+        view_paths, view_mounts = manager.paths, manager.mounts
+        if rootless_cgroups:
+            from ociruntime.cgroups.rootless import own_dirs, prune
+
+            dropped = prune(manager, linux.get("resources"), bool(linux.get("cgroupsPath")))
+            if dropped:
+                LOG.debug(f"rootless: no cgroup in {', '.join(sorted(dropped))} (not writable)")
+            # The container's /sys/fs/cgroup shows, read-only, the cgroups it stays in.
+            own = own_dirs(dropped)
+            view_paths = {**manager.paths, **own}
+            view_mounts = {**manager.mounts, **{name: dropped[name] for name in own}}
+        cgroup_dirs, cgroup_data = container_view(view_paths, view_mounts)
         plan = build(config, container_id=container_id, bundle=bundle, state_dir=cdir.path,
                      no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
                      preserve_fds=opts.preserve_fds + opts.listen_fds, cgroup_paths=cgroup_dirs,
                      cgroup_layout=manager.mode, cgroup_data=cgroup_data,
                      seccomp_cache=ctx.seccomp_cache,
                      warn=LOG.warning, debug=LOG.debug, clear_onlcr=opts.console_proxy)
+        if maps is not None and maps.deny_setgroups:
+            plan = record.replace(plan, process=record.replace(plan.process, set_groups=False))
         manager.check_existing(LOG.warning)
         if linux.get("seccomp"):
             # exec gives its processes the container's filter: the one validated now, not
@@ -142,7 +162,7 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
             cdir.write_file("seccomp.json", jsonio.dumps(linux["seccomp"]).encode())
         os.mkfifo(cdir.fifo_path, 0o622)
         os.chmod(cdir.fifo_path, 0o622)  # mkfifo honours the umask; the init may be non-root
-        spawn = _Spawn(plan, cdir, manager)
+        spawn = _Spawn(plan, cdir, manager, rootless_cgroups=rootless_cgroups, maps=maps)
         cdir.save_intent(spawn.intent)
         rec = _spawn(ctx, spawn, config, opts)
         cdir.save(rec)
@@ -215,7 +235,12 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
         # Always, even without linux.resources: the device rules start from runc's default
         # allow-list, never from "everything allowed".
         step = "set cgroup resources"
-        manager.set_resources((config.get("linux") or {}).get("resources") or {})
+        resources = (config.get("linux") or {}).get("resources") or {}
+        if spawn.rootless_cgroups:
+            manager.set_resources(resources, skip_devices=True)
+            _try_device_rules(manager, resources)
+        else:
+            manager.set_resources(resources)
         step = "start init"
         chan.send("go")
         # Stage 1's messages first; the init speaks only after "init-go", which we send once we
@@ -226,9 +251,7 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
             t = msg["type"]
             if t == "userns":
                 step = "write id mappings"
-                # gid_map first matters only for unprivileged writers; as root either order works.
-                write_proc_file(spawn.stage1, "uid_map", plan.uid_map)
-                write_proc_file(spawn.stage1, "gid_map", plan.gid_map)
+                _write_maps(spawn)
                 chan.send("mapped")
                 expected = ["pid"]
             elif t == "pid":
@@ -276,6 +299,73 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
         raise InitError(f"container init exited unexpectedly{detail}") from None
     except OSError as e:
         raise OCIError(f"{step}: {describe_oserror(e)}") from None
+
+
+def _rootless(ctx: Context, config: dict) -> tuple[bool, rootless.MapPlan | None]:
+    """(use rootless cgroups, how to write the maps of an unprivileged caller's user namespace)."""
+    euid = os.geteuid()
+    in_userns = euid != 0 or rootless.in_user_namespace()
+    rootless_cgroups = rootless.rootless_cgroups(ctx.rootless, euid, in_userns)
+    if euid == 0:
+        # Root of the host, or of the user namespace the caller made for us (rootless podman):
+        # we hold CAP_SETUID/CAP_SETGID over the new namespace and write any map of our ids.
+        return rootless_cgroups, None
+    rootless.check_config(config, euid, os.getegid())
+    linux = config.get("linux") or {}
+    if any(ns.get("type") == "user" and ns.get("path") for ns in linux.get("namespaces") or []):
+        return rootless_cgroups, None  # joined: nothing to map
+    import pwd
+
+    try:
+        user = pwd.getpwuid(euid).pw_name
+    except KeyError:
+        user = str(euid)
+    maps = rootless.plan_maps(linux, euid, os.getegid(), user, rootless.read_text("/etc/subuid"),
+                              rootless.read_text("/etc/subgid"))
+    return rootless_cgroups, maps
+
+
+def _write_maps(spawn: _Spawn) -> None:
+    """Write stage 1's uid_map and gid_map, from outside its new user namespace."""
+    pid, plan, maps = spawn.stage1, spawn.plan, spawn.maps
+    if maps is not None and maps.uid_helper:
+        _run_map_helper(maps.uid_helper, pid, plan.uid_map)
+    else:
+        write_proc_file(pid, "uid_map", plan.uid_map)
+    if maps is not None and maps.gid_helper:
+        _run_map_helper(maps.gid_helper, pid, plan.gid_map)
+        return
+    if maps is not None and maps.deny_setgroups:
+        # An unprivileged writer may map its own gid only with setgroups(2) denied for good in
+        # the namespace (user_namespaces(7)); the init then keeps the caller's groups (runc too).
+        write_proc_file(pid, "setgroups", b"deny")
+    write_proc_file(pid, "gid_map", plan.gid_map)
+
+
+def _run_map_helper(helper: str, pid: int, maps: bytes) -> None:
+    """newuidmap/newgidmap PID ID HOST SIZE...: the setuid helpers check /etc/subuid themselves."""
+    import subprocess
+
+    argv = rootless.helper_argv(helper, pid, maps)
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=wait_timeout(), check=False,
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise OCIError(f"{os.path.basename(helper)}: {e}") from None
+    if done.returncode != 0:
+        out = done.stdout.decode(errors="replace").strip().splitlines()
+        detail = out[-1] if out else f"exit status {done.returncode}"
+        raise OCIError(f"{' '.join(argv)}: {detail}")
+
+
+def _try_device_rules(manager: Manager, resources: dict) -> None:
+    """Rootless cgroups: device rules where the devices cgroup is ours, errors ignored (runc);
+    the host's file permissions on the bound device nodes are what limits the container."""
+    try:
+        manager.set_resources({"devices": resources.get("devices")})
+    except (OSError, OCIError) as e:
+        LOG.debug(f"rootless: device cgroup rules not applied: {e}")
 
 
 def _hook_json(h: object) -> dict:

@@ -22,7 +22,7 @@ from ociruntime.linux import prctl
 from ociruntime.linux.ns import CLONE_NEWUSER, JOIN_ORDER, NAMESPACES
 from ociruntime.log import LOG
 from ociruntime.plan import ExecPlan, process_plan
-from ociruntime.record import dataclass, field
+from ociruntime.record import dataclass, field, replace
 from ociruntime.state.proc import is_alive, pidfd_for
 from ociruntime.state.store import ContainerDir, Record, Store
 from ociruntime.sync import Channel, ChannelClosed, ChannelTimeout
@@ -302,9 +302,16 @@ def _exec(ctx: Context, container_id: str, opts: ExecOptions) -> int:
             raise ConfigError("apparmor and selinux labels are not supported by this runtime")
         _check_terminal(opts, bool(proc.get("terminal")))
         subs = _sub_cgroups(opts.cgroup)
+        pplan = process_plan(proc, LOG.warning, LOG.debug)
+        if _setgroups_denied(rec.pid):
+            # A rootless container that maps only its owner's gid (lifecycle/create.py).
+            if pplan.additional_gids:
+                raise ConfigError("cannot set additional gids: setgroups is denied in the container's "
+                                  "user namespace (rootless, one gid mapped)")
+            pplan = replace(pplan, set_groups=False)
         plan = ExecPlan(
             container_id=container_id, init_pid=rec.pid,
-            process=process_plan(proc, LOG.warning, LOG.debug), seccomp=_seccomp(cdir, ctx.seccomp_cache),
+            process=pplan, seccomp=_seccomp(cdir, ctx.seccomp_cache),
             cgroup_dirs=_cgroup_dirs(rec.cgroup, subs) if rec.cgroup else (),
             preserve_fds=opts.preserve_fds, new_keyring=True, state=rec.oci_state(status),
             clear_onlcr=bool(proc.get("terminal")) and not opts.detach, sub_cgroup=bool(subs))
@@ -313,6 +320,19 @@ def _exec(ctx: Context, container_id: str, opts: ExecOptions) -> int:
         return _spawn(plan, opts, target, rec)
     finally:
         target.close()
+
+
+def _setgroups_denied(pid: int) -> bool:
+    """Whether setgroups(2) is denied in the user namespace of ``pid`` (read from the host's
+    /proc; the namespace's setting never changes back, and the joiner is verified later)."""
+    try:
+        fd = os.open(f"/proc/{pid}/setgroups", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.read(fd, 16).strip() == b"deny"
+    finally:
+        os.close(fd)
 
 
 def _spawn(plan: ExecPlan, opts: ExecOptions, target: _Target, rec: Record) -> int:

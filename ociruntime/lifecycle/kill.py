@@ -65,8 +65,12 @@ def kill(ctx: Context, container_id: str, sig_text: str, all_processes: bool) ->
         rec = cdir.load()
         status = cdir.status(rec)
         if all_processes:
-            if rec.cgroup:
+            if rec.cgroup and rec.cgroup.get("paths"):
                 signal_all(rec.cgroup, sig)
+            elif status != "stopped":
+                # A rootless container in no cgroup of its own (cgroups/rootless.py): only the
+                # init can be reached; with its own pid namespace, SIGKILL takes every process.
+                signal_init(rec.pid, rec.pid_start, sig)
             return
         if status == "stopped" or not signal_init(rec.pid, rec.pid_start, sig):
             raise StateError("container not running")

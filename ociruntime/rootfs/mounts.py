@@ -332,6 +332,23 @@ def mount_entry(root: Root, spec: MountSpec) -> None:
         os.close(new)
 
 
+def mount_sysfs_userns(root: Root, spec: MountSpec) -> None:
+    """sysfs in a user namespace: the kernel allows a new instance only to the owner of the
+    network namespace (a rootless container without one of its own gets EPERM), so fall back to
+    a recursive bind of the host's /sys, as crun and podman do.  Still resolved as a sysfs
+    destination (a real directory, no symlink), and with ``ro`` read-only all the way down:
+    the bind brings the host's sub-mounts along."""
+    try:
+        mount_entry(root, spec)
+        return
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
+    attr = m.MOUNT_ATTR_RDONLY if spec.flags & m.MS_RDONLY else 0
+    mount_entry(root, replace(spec, source="/sys", is_bind=True, recursive=True, data="",
+                              flags=spec.flags | m.MS_BIND | m.MS_REC, attr_set=spec.attr_set | attr))
+
+
 def _v1_mount_data(hierarchy: str) -> str:
     """Mount data selecting one v1 hierarchy by its /sys/fs/cgroup directory name."""
     if hierarchy == "systemd":
@@ -511,6 +528,8 @@ def prepare_rootfs(plan: RootfsPlan) -> None:
             with error_context(_describe(spec), spec.destination):
                 if spec.fstype in ("cgroup", "cgroup2"):
                     mount_cgroup(root, plan, spec)
+                elif spec.fstype == "sysfs" and plan.userns:
+                    mount_sysfs_userns(root, spec)
                 else:
                     mount_entry(root, spec)
         if plan.default_devices:

@@ -294,6 +294,13 @@ class ContainerDir:
         self.close()
 
 
+def _rootless_hint(e: OSError) -> str:
+    """An unprivileged caller denied the state root: say where it should be (cli/main.py)."""
+    if e.errno in (errno.EACCES, errno.EPERM) and os.geteuid() != 0:
+        return " (rootless: set XDG_RUNTIME_DIR or pass --root)"
+    return ""
+
+
 class Store:
     """Access to ``--root``."""
 
@@ -304,7 +311,8 @@ class Store:
         try:
             os.makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise OCIError(f"create state root {self.root}: {os.strerror(e.errno or 0).lower()}") from e
+            raise OCIError(f"create state root {self.root}: {os.strerror(e.errno or 0).lower()}"
+                           f"{_rootless_hint(e)}") from e
 
     def _lock(self, path: str, container_id: str) -> ContainerDir:
         try:
@@ -332,6 +340,9 @@ class Store:
                 os.mkdir(path, 0o700)
             except FileExistsError:
                 raise ContainerExists(f'container with id "{container_id}" already exists') from None
+            except PermissionError as e:
+                hint = _rootless_hint(e)
+                raise OCIError(f"create state directory {path}: permission denied{hint}") from None
             try:
                 return self._lock(path, container_id)
             except ContainerNotFound:
