@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 _INITIAL_MAP = "0 0 4294967295"
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
-NEWUIDMAP = "newuidmap"
-NEWGIDMAP = "newgidmap"
 _HELPER_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin")
 
 
@@ -217,22 +215,25 @@ def plan_maps(linux: dict, euid: int, egid: int, user: str, subuid: str, subgid:
     gids = _mappings(linux.get("gidMappings"), "gidMappings")
     plan = MapPlan()
     if not is_self_map(uids, euid):
-        check_host_ranges(uids, euid, parse_subid(subuid, user, euid), "uidMappings", "/etc/subuid")
-        plan.uid_helper = find_helper(NEWUIDMAP)
-        if plan.uid_helper is None:
-            raise ConfigError("linux.uidMappings: mapping more than your own uid needs newuidmap "
-                              "(package uidmap), which is not installed")
+        plan.uid_helper = _helper_for(uids, euid, parse_subid(subuid, user, euid), "uid")
     if not is_self_map(gids, egid):
-        check_host_ranges(gids, egid, parse_subid(subgid, user, egid), "gidMappings", "/etc/subgid")
-        plan.gid_helper = find_helper(NEWGIDMAP)
-        if plan.gid_helper is None:
-            raise ConfigError("linux.gidMappings: mapping more than your own gid needs newgidmap "
-                              "(package uidmap), which is not installed")
+        plan.gid_helper = _helper_for(gids, egid, parse_subid(subgid, user, egid), "gid")
     else:
         # The kernel lets an unprivileged process write its own gid only once setgroups(2) is
         # denied in the namespace (user_namespaces(7), CVE-2014-8989); runc does the same.
         plan.deny_setgroups = True
     return plan
+
+
+def _helper_for(maps: list[tuple[int, int, int]], own: int, subids: list[tuple[int, int]], kind: str) -> str:
+    """The helper that may write ``maps`` (new{kind}map), once they are checked against the
+    caller's /etc/sub{kind} ranges."""
+    check_host_ranges(maps, own, subids, f"{kind}Mappings", f"/etc/sub{kind}")
+    helper = find_helper(f"new{kind}map")
+    if helper is None:
+        raise ConfigError(f"linux.{kind}Mappings: mapping more than your own {kind} needs new{kind}map "
+                          "(package uidmap), which is not installed")
+    return helper
 
 
 def read_text(path: str) -> str:

@@ -129,7 +129,7 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
         proc["env"] = [*proc.get("env", []), f"LISTEN_FDS={opts.listen_fds}", "LISTEN_PID=1"]
     linux = config.get("linux") or {}
     # Before anything exists: a config an unprivileged caller cannot run fails here.
-    rootless_cgroups, maps = _rootless(ctx, config)
+    rootless_cgroups, maps, in_userns = _rootless(ctx, config)
     store = Store(ctx.root)
     cdir = store.create(container_id)
     spawn: _Spawn | None = None
@@ -155,6 +155,10 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
                      warn=LOG.warning, debug=LOG.debug, clear_onlcr=opts.console_proxy)
         if maps is not None and maps.deny_setgroups:
             plan = record.replace(plan, process=record.replace(plan.process, set_groups=False))
+        if in_userns and not plan.rootfs.userns:
+            # We run in a user namespace (rootless podman's) and the container stays in it: mknod
+            # is refused there too, so devices are bind-mounted (runc's rule).
+            plan = record.replace(plan, rootfs=record.replace(plan.rootfs, userns=True))
         manager.check_existing(LOG.warning)
         if linux.get("seccomp"):
             # exec gives its processes the container's filter: the one validated now, not
@@ -301,19 +305,20 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
         raise OCIError(f"{step}: {describe_oserror(e)}") from None
 
 
-def _rootless(ctx: Context, config: dict) -> tuple[bool, rootless.MapPlan | None]:
-    """(use rootless cgroups, how to write the maps of an unprivileged caller's user namespace)."""
+def _rootless(ctx: Context, config: dict) -> tuple[bool, rootless.MapPlan | None, bool]:
+    """(use rootless cgroups, how to write the maps of an unprivileged caller's user namespace,
+    whether we run in a user namespace other than the initial one: as root, only checked then)."""
     euid = os.geteuid()
-    in_userns = euid != 0 or rootless.in_user_namespace()
+    in_userns = euid == 0 and rootless.in_user_namespace()
     rootless_cgroups = rootless.rootless_cgroups(ctx.rootless, euid, in_userns)
     if euid == 0:
         # Root of the host, or of the user namespace the caller made for us (rootless podman):
         # we hold CAP_SETUID/CAP_SETGID over the new namespace and write any map of our ids.
-        return rootless_cgroups, None
+        return rootless_cgroups, None, in_userns
     rootless.check_config(config, euid, os.getegid())
     linux = config.get("linux") or {}
     if any(ns.get("type") == "user" and ns.get("path") for ns in linux.get("namespaces") or []):
-        return rootless_cgroups, None  # joined: nothing to map
+        return rootless_cgroups, None, False  # joined: nothing to map
     import pwd
 
     try:
@@ -322,7 +327,7 @@ def _rootless(ctx: Context, config: dict) -> tuple[bool, rootless.MapPlan | None
         user = str(euid)
     maps = rootless.plan_maps(linux, euid, os.getegid(), user, rootless.read_text("/etc/subuid"),
                               rootless.read_text("/etc/subgid"))
-    return rootless_cgroups, maps
+    return rootless_cgroups, maps, False
 
 
 def _write_maps(spawn: _Spawn) -> None:
