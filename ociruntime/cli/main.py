@@ -23,7 +23,7 @@ GLOBAL_FLAGS = [
     Flag("debug", help="enable debug logging"),
     Flag("systemd-cgroup", help="use the systemd cgroup driver (not supported yet)"),
     Flag("rootless", "str", default="auto", help="ignore cgroup permission errors (true, false, auto)"),
-    Flag("criu", "str", default="criu", help="path to criu (checkpoint/restore is not supported)"),
+    Flag("criu", "str", default="criu", help="path to the criu binary for checkpoint and restore"),
     Flag("version", aliases=("v",), help="print the version"),
     Flag("help", aliases=("h",), help="show help"),
 ]
@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("cmd_update", "update container resource constraints"),
     "ps": ("cmd_ps", "display the processes running inside a container"),
     "events": ("cmd_events", "display container events: OOM notifications and resource usage"),
+    "checkpoint": ("cmd_checkpoint", "checkpoint a running container (CRIU)"),
+    "restore": ("cmd_restore", "restore a container from a previous checkpoint (CRIU)"),
 }
 
 
@@ -77,7 +79,8 @@ def run(argv: list[str]) -> int:
     # A caller that ignores SIGCHLD would make the kernel reap our children behind our back
     # (waitpid then fails with ECHILD); the disposition is inherited, so put it back.
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless))
+    ctx = Context(root=str(g.root), systemd_cgroup=bool(g.systemd_cgroup), rootless=str(g.rootless),
+                  criu=str(g.criu))
     # __import__ rather than importlib.import_module: `importlib` imports `warnings`.
     module = __import__(f"ociruntime.cli.{COMMANDS[name][0]}", fromlist=["main"])
     return int(module.main(ctx, rest))

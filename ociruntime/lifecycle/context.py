@@ -11,13 +11,15 @@ DEFAULT_CACHE = "/run/ociruntime-cache"
 class Context:
     """Read-only bag of global options (a plain class: no `dataclasses` import on hot paths)."""
 
-    __slots__ = ("root", "rootless", "systemd_cgroup")
+    __slots__ = ("criu", "root", "rootless", "systemd_cgroup")
 
     def __init__(self, root: str = DEFAULT_ROOT, systemd_cgroup: bool = False,
-                 rootless: str = "auto") -> None:
+                 rootless: str = "auto", criu: str = "criu") -> None:
         self.root = root
         self.systemd_cgroup = systemd_cgroup
         self.rootless = rootless
+        # The CRIU binary checkpoint/restore run (global --criu; a name is looked up in $PATH).
+        self.criu = criu
 
     @property
     def seccomp_cache(self) -> str:
