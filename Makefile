@@ -8,9 +8,10 @@ CHECKER     := integration/checker/checker
 DEMO_BUNDLE := build/demo-bundle
 # qemu-system-x86 boots the pure cgroup v2 guest of test-cgroupv2 (integration/v2guest/); docker.io
 # is the Docker Engine of integration/test_docker.py; uidmap (newuidmap/newgidmap) maps the
-# subordinate id ranges of rootless containers and rootless podman (integration/test_rootless.py).
+# subordinate id ranges of rootless containers and rootless podman (integration/test_rootless.py);
+# criu does checkpoint/restore.
 APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd \
-                docker.io uidmap
+                docker.io uidmap criu
 # Packages with daemons (docker.io, containerd) must not start them on install: a dockerd would
 # make docker0 and iptables rules in the host's network namespace.  invoke-rc.d asks this policy
 # first (101: action forbidden); it is written only if the machine has none, and removed again.

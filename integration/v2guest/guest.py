@@ -86,6 +86,18 @@ def setup_modules(modules: str, kver: str) -> None:
     Path("/proc/sys/kernel/modprobe").write_text("/run/v2guest/modprobe")
 
 
+def loopback_up() -> None:
+    """Bring up ``lo`` (there is no NIC): criu's feature checks need a working loopback."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), 0x8913, req))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s.fileno(), 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1))  # SIOCSIFFLAGS, IFF_UP
+
+
 def run_and_reap(argv: list[str], env: dict[str, str], cwd: str, log: Path) -> int:
     """Run ``argv`` with output to ``log``; reap every child until it exits; its exit code."""
     with open(log, "wb") as out:
@@ -103,6 +115,7 @@ def main(out: Path) -> None:
     setup_mounts()
     subtree = enable_controllers()
     setup_modules(req["modules"], req["kver"])
+    loopback_up()
     env = {"PATH": PATH, "HOME": "/root", "TMPDIR": SCRATCH, "LANG": "C.UTF-8", "TERM": "dumb"}
     env.update(req["env"])
     (out / "guest.json").write_text(json.dumps({"uname": os.uname().release, "subtree_control": subtree}))

@@ -46,7 +46,7 @@ INITRAMFS_MODULES = ("virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_r
 # Plus tests/test_cgroups*.py; test_ebpf.py attaches real device programs to a cgroup2 directory;
 # test_cgroup_commands.py checks pause/resume/update/ps/events against the layout it finds.
 DEFAULT_TESTS = ("integration/test_cgroups_v2.py", "integration/test_cgroup_commands.py",
-                 "tests/test_ebpf.py")
+                 "tests/test_ebpf.py", "integration/test_checkpoint.py")
 KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 cgroup_no_v1=all"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 SUMMARY_WORDS = ("passed", "failed", "error", "errors", "skipped", "xfailed", "xpassed", "deselected")

@@ -25,7 +25,7 @@ GLOBAL_FLAGS = [
     Flag("debug", help="enable debug logging"),
     Flag("systemd-cgroup", help="use the systemd cgroup driver (not supported yet)"),
     Flag("rootless", "str", default="auto", help="ignore cgroup permission errors (true, false, auto)"),
-    Flag("criu", "str", default="criu", help="path to criu (checkpoint/restore is not supported)"),
+    Flag("criu", "str", default="criu", help="path to the criu binary for checkpoint and restore"),
     Flag("version", aliases=("v",), help="print the version"),
     Flag("help", aliases=("h",), help="show help"),
 ]
@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "update": ("cmd_update", "update container resource constraints"),
     "ps": ("cmd_ps", "display the processes running inside a container"),
     "events": ("cmd_events", "display container events: OOM notifications and resource usage"),
+    "checkpoint": ("cmd_checkpoint", "checkpoint a running container (CRIU)"),
+    "restore": ("cmd_restore", "restore a container from a previous checkpoint (CRIU)"),
 }
 
 
@@ -79,13 +81,13 @@ def run(argv: list[str]) -> int:
     # A caller that ignores SIGCHLD would make the kernel reap our children behind our back
     # (waitpid then fails with ECHILD); the disposition is inherited, so put it back.
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    ctx = _context(g.root, bool(g.systemd_cgroup), str(g.rootless))
+    ctx = _context(g.root, bool(g.systemd_cgroup), str(g.rootless), str(g.criu))
     # __import__ rather than importlib.import_module: `importlib` imports `warnings`.
     module = __import__(f"ociruntime.cli.{COMMANDS[name][0]}", fromlist=["main"])
     return int(module.main(ctx, rest))
 
 
-def _context(root: object, systemd_cgroup: bool, rootless_flag: str) -> Context:
+def _context(root: object, systemd_cgroup: bool, rootless_flag: str, criu: str = "criu") -> Context:
     """The global options; the state root as runc chooses it when --root is not given."""
     from ociruntime import rootless
 
@@ -100,7 +102,8 @@ def _context(root: object, systemd_cgroup: bool, rootless_flag: str) -> Context:
         root, xdg_used = rootless.default_root(DEFAULT_ROOT, euid, in_userns, os.environ)
         if xdg_used:
             rootless.prepare_xdg_root(root)
-    return Context(root=str(root), systemd_cgroup=systemd_cgroup, rootless=rootless_flag, cache=cache)
+    return Context(root=str(root), systemd_cgroup=systemd_cgroup, rootless=rootless_flag, cache=cache,
+                   criu=criu)
 
 
 def main(argv: list[str] | None = None) -> int:

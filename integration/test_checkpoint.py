@@ -1,0 +1,325 @@
+"""checkpoint/restore with CRIU against real containers.
+
+The CRIU scenarios run only where ``criu check`` passes: Debian's criu 3.17 fails it on our
+hosts' kernel (vdso), and passes in the pure cgroup v2 qemu guest (Debian's 6.1 kernel), where
+``make test`` runs this file (integration/v2guest/run.py ``DEFAULT_TESTS``)::
+
+    make install PREFIX=/tmp/ocicriu
+    OCIRUNTIME=/tmp/ocicriu/bin/ociruntime /usr/bin/python3 integration/v2guest/run.py -- \\
+        integration/test_checkpoint.py -q
+
+The containers get pipes as stdio, as under podman (conmon) and containerd: CRIU cannot dump a
+host file such as the runner's /dev/null (and the checks without CRIU below test that we say so).
+The counter writes to a tmpfs of the container (/tmp) and to a host directory bound at /data
+(an external mount for CRIU), so both the dumped memory and the mounts are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+
+import pytest
+from conftest import ConsoleReceiver, new_id, runtime_cmd
+
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i > /data/n; sleep 0.1; done"
+
+
+@cache
+def criu_check() -> str:
+    """Why CRIU cannot be used here ("" when ``criu check`` passes)."""
+    criu = shutil.which("criu")
+    if criu is None:
+        return "criu is not installed"
+    p = subprocess.run([criu, "check"], capture_output=True, text=True)
+    if p.returncode != 0:
+        lines = [line for line in (p.stderr + p.stdout).splitlines() if "Error" in line]
+        return f"criu check fails here: {lines[0] if lines else p.returncode}"
+    return ""
+
+
+needs_criu = pytest.mark.skipif("criu_check() != ''", reason="criu check does not pass on this kernel")
+
+
+class Pipes:
+    """stdio for a container (or restore): pipes whose other ends the test keeps open."""
+
+    def __init__(self) -> None:
+        self.in_r, self.in_w = os.pipe()
+        self.out_r, self.out_w = os.pipe()
+        os.set_blocking(self.out_r, False)
+
+    def run(self, rt_root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run the runtime with these pipes as its stdio (what a detached container inherits)."""
+        cmd = [*runtime_cmd(), "--root", str(rt_root), *args]
+        p = subprocess.run(cmd, stdin=self.in_r, stdout=self.out_w, stderr=self.out_w, timeout=timeout)
+        return subprocess.CompletedProcess(cmd, p.returncode, self.read(), b"")
+
+    def read(self) -> bytes:
+        try:
+            return os.read(self.out_r, 65536)
+        except BlockingIOError:
+            return b""
+
+    def close(self) -> None:
+        for fd in (self.in_r, self.in_w, self.out_r, self.out_w):
+            os.close(fd)
+
+
+@pytest.fixture
+def pipes():
+    p = Pipes()
+    yield p
+    p.close()
+
+
+def counter_bundle(bundle, data: Path) -> Path:
+    data.mkdir(exist_ok=True)
+
+    def mutate(cfg: dict) -> None:
+        cfg["mounts"] += [
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]},
+            {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind", "rw"]},
+        ]
+
+    return bundle(["sh", "-c", COUNTER], mutate=mutate)
+
+
+def read_n(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def wait_count(path: Path, above: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = read_n(path)
+        if n > above:
+            return n
+        time.sleep(0.05)
+    raise AssertionError(f"{path} stayed at {read_n(path)} (wanted > {above})")
+
+
+def started(rt, pipes: Pipes, bundle_dir: Path, cid: str) -> None:
+    p = pipes.run(rt.root, "run", "-d", "--bundle", str(bundle_dir), cid)
+    assert p.returncode == 0, p.stdout
+
+
+def counting(rt, bundle, pipes: Pipes, tmp_path: Path, above: int = 3) -> tuple[Path, str, Path]:
+    """A running counter container: (its bundle, its id, the host file it counts in)."""
+    data = tmp_path / "data"
+    b = counter_bundle(bundle, data)
+    cid = new_id("cr")
+    started(rt, pipes, b, cid)
+    wait_count(data / "n", above)
+    return b, cid, data / "n"
+
+
+def assert_gone(rt, cid: str) -> None:
+    p = rt("state", cid)
+    assert p.returncode != 0 and b"does not exist" in p.stderr, p
+
+
+def one_line_error(p: subprocess.CompletedProcess) -> str:
+    err = p.stderr.decode().strip()
+    assert p.returncode != 0
+    assert err and len(err.splitlines()) == 1, err
+    return err
+
+
+@needs_criu
+def test_checkpoint_restore_counter_continues(rt, bundle, pipes, tmp_path: Path) -> None:
+    b, cid, n_file = counting(rt, bundle, pipes, tmp_path, 5)
+    img, work = tmp_path / "img", tmp_path / "work"
+    p = rt("checkpoint", "--image-path", str(img), "--work-path", str(work), cid)
+    assert p.returncode == 0, p.stderr
+    # runc's behaviour: without --leave-running the container is gone once dumped.
+    assert_gone(rt, cid)
+    assert json.loads((img / "descriptors.json").read_text())[0].startswith("pipe:")
+    assert (work / "dump.log").exists()
+    frozen = read_n(n_file)
+    time.sleep(0.5)
+    assert read_n(n_file) == frozen, "the checkpointed container still runs"
+
+    pid_file = tmp_path / "restored.pid"
+    p = pipes.run(rt.root, "restore", "--detach", "--pid-file", str(pid_file), "--image-path", str(img),
+                  "--work-path", str(work), "--bundle", str(b), cid)
+    assert p.returncode == 0, p.stdout + (work / "restore.log").read_bytes()[-3000:]
+    assert p.stdout == b""
+    pid = int(pid_file.read_text())
+    st = rt.state(cid)
+    assert st["status"] == "running" and st["pid"] == pid
+    # The counter goes on from its own memory: the next value follows the dumped one.
+    n = wait_count(n_file, frozen)
+    assert frozen < n < frozen + 100, (frozen, n)
+    # exec joins the restored namespaces: the container's tmpfs came back with the counter.
+    p = rt("exec", cid, "cat", "/tmp/n")
+    assert p.returncode == 0, p.stderr
+    assert int(p.stdout) > frozen
+    p = rt("exec", cid, "sh", "-c", "readlink /proc/1/fd/1; cat /proc/1/cmdline")
+    assert p.returncode == 0 and p.stdout.startswith(b"pipe:"), p
+    # As at create: the root stays read-only, lo is up in the container's own network namespace,
+    # and the init sits in the container's cgroup.
+    assert rt("exec", cid, "touch", "/x").returncode != 0
+    p = rt("exec", cid, "cat", "/sys/class/net/lo/flags")
+    assert p.returncode == 0 and int(p.stdout, 16) & 1, p
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert cid in Path(f"/proc/{pid}/cgroup").read_text()
+    assert rt("kill", cid, "KILL").returncode == 0
+    deadline = time.monotonic() + 30
+    while rt.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rt.state(cid)["status"] == "stopped"
+    assert rt("delete", cid).returncode == 0
+    assert_gone(rt, cid)
+
+
+@needs_criu
+def test_leave_running(rt, bundle, pipes, tmp_path: Path) -> None:
+    b, cid, n_file = counting(rt, bundle, pipes, tmp_path)
+    n = read_n(n_file)
+    img = tmp_path / "img"
+    p = rt("checkpoint", "--leave-running", "--image-path", str(img), cid)
+    assert p.returncode == 0, p.stderr
+    assert rt.state(cid)["status"] == "running"
+    wait_count(n_file, n + 3)
+    assert (img / "inventory.img").exists()
+    # A second container from the images while the first still runs.
+    cid2 = new_id("cr2")
+    p = pipes.run(rt.root, "restore", "-d", "--image-path", str(img), "--bundle", str(b), cid2)
+    assert p.returncode == 0, p.stdout
+    assert rt.state(cid2)["status"] == "running"
+    for c in (cid, cid2):
+        assert rt("delete", "--force", c).returncode == 0
+
+
+@needs_criu
+def test_pre_dump_then_dump(rt, bundle, pipes, tmp_path: Path) -> None:
+    b, cid, n_file = counting(rt, bundle, pipes, tmp_path, 3)
+    pre, final = tmp_path / "img" / "pre", tmp_path / "img" / "final"
+    p = rt("checkpoint", "--pre-dump", "--image-path", str(pre), cid)
+    assert p.returncode == 0, p.stderr
+    assert rt.state(cid)["status"] == "running"
+    assert list(pre.glob("pages-*.img"))
+    p = rt("checkpoint", "--image-path", str(final), "--parent-path", "../pre", cid)
+    assert p.returncode == 0, p.stderr
+    assert_gone(rt, cid)
+    frozen = read_n(n_file)
+    p = pipes.run(rt.root, "restore", "-d", "--image-path", str(final), "--bundle", str(b), cid)
+    assert p.returncode == 0, p.stdout
+    n = wait_count(n_file, frozen)
+    assert n < frozen + 100
+    assert rt("delete", "--force", cid).returncode == 0
+
+
+@needs_criu
+def test_restore_foreground_exit_status(rt, bundle, pipes, tmp_path: Path) -> None:
+    b, cid, n_file = counting(rt, bundle, pipes, tmp_path, 3)
+    img = tmp_path / "img"
+    assert rt("checkpoint", "--image-path", str(img), cid).returncode == 0
+    frozen = read_n(n_file)
+    cmd = [*runtime_cmd(), "--root", str(rt.root), "restore", "--image-path", str(img), "--bundle",
+           str(b), cid]
+    fg = subprocess.Popen(cmd, stdin=pipes.in_r, stdout=pipes.out_w, stderr=pipes.out_w)
+    try:
+        wait_count(n_file, frozen)
+        assert rt.state(cid)["status"] == "running"
+        assert rt("kill", cid, "KILL").returncode == 0
+        assert fg.wait(timeout=60) == 128 + 9
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+    # runc deletes the container once its foreground restore ends.
+    assert_gone(rt, cid)
+
+
+@needs_criu
+def test_failed_restore_leaves_nothing(rt, bundle, pipes, tmp_path: Path) -> None:
+    b, cid, _ = counting(rt, bundle, pipes, tmp_path, 2)
+    # No image directory at all (the id is in use: the image check comes first).
+    p = rt("restore", "-d", "--image-path", str(tmp_path / "missing"), "--bundle", str(b), cid + "x")
+    assert "no such directory" in one_line_error(p)
+    assert_gone(rt, cid + "x")
+    # A real checkpoint with its images damaged: criu fails, we undo everything.
+    img = tmp_path / "img"
+    assert rt("checkpoint", "--image-path", str(img), cid).returncode == 0
+    for f in img.glob("pstree.img"):
+        f.write_bytes(b"\0garbage")
+    p = pipes.run(rt.root, "restore", "-d", "--image-path", str(img), "--bundle", str(b), cid)
+    assert p.returncode != 0
+    assert b"criu failed" in p.stdout and len(p.stdout.decode().strip().splitlines()) == 1, p.stdout
+    assert_gone(rt, cid)
+    # An image directory without descriptors.json (not made by checkpoint).
+    (img / "descriptors.json").unlink()
+    p = rt("restore", "-d", "--image-path", str(img), "--bundle", str(b), cid)
+    assert "descriptors.json" in one_line_error(p)
+    assert_gone(rt, cid)
+
+
+# ---- refusals that need no working CRIU (they run on any host) ----------------------------------
+
+def test_checkpoint_refuses_created_container(rt, bundle, tmp_path: Path) -> None:
+    b = bundle(["true"])
+    cid = new_id("cr")
+    assert rt("create", "--bundle", str(b), cid).returncode == 0
+    try:
+        p = rt("checkpoint", "--image-path", str(tmp_path / "img"), cid)
+        assert "cannot be checkpointed in created state" in one_line_error(p)
+        assert rt.state(cid)["status"] == "created"
+    finally:
+        rt("delete", "--force", cid)
+
+
+@pytest.mark.skipif(shutil.which("criu") is None, reason="criu is not installed")
+def test_checkpoint_refuses_host_file_stdio(rt, bundle, tmp_path: Path) -> None:
+    b = bundle(["sleep", "100"])
+    cid = new_id("cr")
+    # The runner's stdio is temporary files: host files CRIU cannot dump.
+    assert rt("run", "-d", "--bundle", str(b), cid).returncode == 0
+    try:
+        p = rt("checkpoint", "--image-path", str(tmp_path / "img"), cid)
+        assert "a file outside the container" in one_line_error(p)
+        assert rt.state(cid)["status"] == "running"
+    finally:
+        rt("delete", "--force", cid)
+
+
+def test_checkpoint_refuses_terminal(rt, bundle, tmp_path: Path) -> None:
+    def tty(cfg: dict) -> None:
+        cfg["process"]["terminal"] = True
+
+    b = bundle(["sleep", "100"], mutate=tty)
+    cid = new_id("cr")
+    sock = tmp_path / "console.sock"
+    recv = ConsoleReceiver(sock)
+    assert rt("run", "-d", "--console-socket", str(sock), "--bundle", str(b), cid).returncode == 0
+    try:
+        p = rt("checkpoint", "--image-path", str(tmp_path / "img"), cid)
+        assert "is a terminal" in one_line_error(p)
+        assert rt.state(cid)["status"] == "running"
+    finally:
+        rt("delete", "--force", cid)
+        recv.thread.join(20)
+        if recv.master >= 0:
+            os.close(recv.master)
+
+
+def test_bad_options(rt, tmp_path: Path) -> None:
+    p = rt("checkpoint", "--manage-cgroups-mode", "bogus", "x")
+    assert "manage-cgroups-mode" in one_line_error(p)
+    p = rt("checkpoint", "--empty-ns", "pid", "x")
+    assert "not supported" in one_line_error(p)
+    p = rt("checkpoint", "--parent-path", "/abs", "x")
+    assert "must be relative" in one_line_error(p)
+    p = rt("checkpoint", "--image-path", str(tmp_path / "img"), "nosuch")
+    assert "does not exist" in one_line_error(p)
+    p = rt("--criu", "/nonexistent/criu", "restore", "--image-path", str(tmp_path), "x")
+    assert "not found" in one_line_error(p)

@@ -1,0 +1,141 @@
+"""``checkpoint``: dump a running container's processes with CRIU (runc's ``checkpoint``).
+
+What is described to CRIU, and why, is in :mod:`ociruntime.criu`.  Like runc, a checkpoint
+without ``--leave-running`` (and not a ``--pre-dump``) ends the container: CRIU kills its
+processes once the images are written, and the container is then deleted (cgroup, state
+directory, poststop hooks), so the id is free for ``restore``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ociruntime import criu
+from ociruntime.errors import OCIError, StateError, describe_oserror
+from ociruntime.lifecycle.context import Context
+from ociruntime.log import LOG
+from ociruntime.state.store import Record, Store
+
+_STDIO = ("stdin", "stdout", "stderr")
+# fd targets that are not files on a mount: CRIU dumps these kinds itself.
+_NOT_FILES = ("pipe:", "socket:", "anon_inode:")
+
+
+def _image_dirs(opts: criu.CriuOptions) -> tuple[str, str]:
+    """The image and work directories, made if missing (runc: mode 0700; default ./checkpoint)."""
+    images = os.path.abspath(opts.image_path or "checkpoint")
+    work = os.path.abspath(opts.work_path) if opts.work_path else images
+    for d in dict.fromkeys((images, work)):
+        try:
+            os.makedirs(d, 0o700, exist_ok=True)
+        except OSError as e:
+            raise OCIError(f"checkpoint: create {d}: {os.strerror(e.errno or 0).lower()}") from None
+    if opts.parent_path:
+        parent = os.path.join(images, opts.parent_path)
+        if not os.path.isdir(parent):
+            raise OCIError(f"invalid --parent-path: {parent}: not a directory")
+    return images, work
+
+
+def _freezer(rec: Record) -> str:
+    """The cgroup CRIU freezes the tree with: the v1 freezer, or the cgroup2 dir on pure v2."""
+    if not rec.cgroup:
+        return ""
+    from ociruntime.cgroups import manager_from_state
+
+    mgr = manager_from_state(rec.cgroup)
+    if "freezer" in mgr.paths:
+        return mgr.paths["freezer"]
+    if mgr.mode == "v2":
+        return mgr.paths.get("unified", "")
+    return ""
+
+
+def _check_stdio(pid: int, mounts: list[criu.Mount]) -> None:
+    """Refuse, in one line, stdio CRIU cannot dump: a file on a mount outside the container (a
+    host /dev/null or log file).  Pipes, sockets and the container's own files are fine."""
+    ids = {m.mount_id for m in mounts}
+    for fd, name in enumerate(_STDIO):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                info = f.read().decode()
+        except OSError:
+            continue
+        if target.startswith(_NOT_FILES):
+            continue
+        if target.startswith("/dev/pts/") or target == "/dev/console":
+            raise OCIError(f"checkpoint: the container's {name} is a terminal ({target}): containers "
+                           "with a terminal are not supported (criu's command line cannot orphan "
+                           "the pty master)")
+        mnt_id = next((int(line.split()[1]) for line in info.splitlines() if line.startswith("mnt_id:")), -1)
+        if mnt_id not in ids:
+            raise OCIError(f"checkpoint: the container's {name} is {target}, a file outside the "
+                           "container, which criu cannot dump: give the container pipes as stdio "
+                           "(as podman and containerd do)")
+
+
+def _own_netns(pid: int) -> int:
+    """The inode of the init's network namespace when it is not ours (0 otherwise)."""
+    try:
+        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
+        return ino if ino != os.stat("/proc/self/ns/net").st_ino else 0
+    except OSError:
+        return 0
+
+
+def checkpoint(ctx: Context, container_id: str, opts: criu.CriuOptions) -> None:
+    criu.validate(opts)
+    with Store(ctx.root).open(container_id) as cdir:
+        rec = cdir.load()
+        status = cdir.status(rec)
+        if status in ("created", "stopped"):
+            raise StateError(f"container cannot be checkpointed in {status} state")
+        if not rec.own_pid_ns:
+            raise OCIError("checkpoint: a container without its own pid namespace cannot be "
+                           "checkpointed")
+        if rec.kept_mounts is not None:
+            raise OCIError("checkpoint: a container without its own mount namespace cannot be "
+                           "checkpointed")
+        images, work = _image_dirs(opts)
+        pid = rec.pid
+        try:
+            with open(f"/proc/{pid}/mountinfo", "rb") as f:
+                mounts = criu.parse_mountinfo(f.read())
+        except OSError as e:
+            raise OCIError(f"checkpoint: read the container's mounts: {describe_oserror(e)}") from None
+        if not opts.pre_dump:
+            _check_stdio(pid, mounts)
+            # runc writes what fds 0-2 are before the dump; restore hands its own fds in their place.
+            criu.write_descriptors(images, criu.read_descriptors(pid))
+        argv = criu.dump_argv(criu.resolve(ctx.criu), pid, opts, images=images, work=work, root=rec.rootfs,
+                              external_mounts=criu.external_mountpoints(mounts),
+                              freeze_cgroup=_freezer(rec), net_ino=_own_netns(pid))
+        LOG.debug(f"checkpoint: {' '.join(argv)}")
+        rc = _run(argv)
+        if rc != 0:
+            raise criu.failure("checkpoint" if not opts.pre_dump else "checkpoint (pre-dump)", rc,
+                               os.path.join(work, criu.DUMP_LOG))
+        if opts.leave_running or opts.pre_dump:
+            return
+        # CRIU killed the processes once dumped: the container is over (runc destroys it too).
+        from ociruntime.lifecycle.delete import destroy
+
+        destroy(cdir, rec)
+
+
+def _run(argv: list[str]) -> int:
+    """Run criu with no stdio of ours (its log is the file) and return its wait status."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd in range(3):
+                    os.dup2(null, fd)
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+    finally:
+        os.close(null)
+    return os.waitpid(pid, 0)[1]
