@@ -9,15 +9,18 @@ DEMO_BUNDLE := build/demo-bundle
 # qemu-system-x86 boots the pure cgroup v2 guest of test-cgroupv2 (integration/v2guest/); docker.io
 # is the Docker Engine of integration/test_docker.py; uidmap (newuidmap/newgidmap) maps the
 # subordinate id ranges of rootless containers and rootless podman (integration/test_rootless.py);
-# criu does checkpoint/restore.
+# criu does checkpoint/restore; systemd and dbus are PID 1 and the system bus in the guest of
+# test-systemd.
 APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd \
-                docker.io uidmap criu
+                docker.io uidmap criu systemd dbus
 # Packages with daemons (docker.io, containerd) must not start them on install: a dockerd would
 # make docker0 and iptables rules in the host's network namespace.  invoke-rc.d asks this policy
 # first (101: action forbidden); it is written only if the machine has none, and removed again.
 POLICY_RC   := /usr/sbin/policy-rc.d
 # The cgroup v2 stage: the installed launcher, tested inside a qemu guest with only cgroup2.
 V2GUEST     := OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY_SYSTEM) integration/v2guest/run.py
+# The systemd stage: the same guest with systemd as PID 1, given a cgroup layout (v2 or hybrid).
+SDGUEST     := $(V2GUEST) --systemd --layout
 # The conformance stage: the public OCI runtime-tools validation suite, built from the source
 # tarball in ../shared/conformance; the driver and its rules: integration/conformance/run.py.
 CONF_SHARED := ../shared/conformance
@@ -32,7 +35,7 @@ CONF_STAGE  := if [ -d $(CONF_SHARED) ]; then $(MAKE) --no-print-directory confo
                else echo "conformance: skipped: $(CONF_SHARED) not found"; fi
 
 .PHONY: all deps install uninstall venv checker demo test test-cgroupv2 unit integration lint bench clean \
-        conformance conformance-go conformance-build conformance-run
+        test-systemd conformance conformance-go conformance-build conformance-run
 
 all: venv checker
 
@@ -105,6 +108,15 @@ integration: venv checker install
 test-cgroupv2: venv checker install
 	$(V2GUEST)
 
+# The tests that need systemd as PID 1 (the systemd cgroup driver), in the same qemu guest booted
+# with systemd: once on pure cgroup v2, once on systemd's hybrid layout; both run, either failing
+# fails the target (integration/v2guest/README.md, "systemd as PID 1").  Part of `make test`.
+test-systemd: venv checker install
+	@status=0; \
+	$(SDGUEST) v2 || status=1; \
+	$(SDGUEST) hybrid || status=1; \
+	exit $$status
+
 # The OCI runtime-tools validation suite against the installed launcher; the expected failures
 # (with their reasons) are in integration/conformance/expected-failures.txt.  Without
 # ../shared/conformance (where the suite's source tarball lives) the stage is skipped.
@@ -150,6 +162,8 @@ test: venv checker install lint
 	@status=0; \
 	OCIRUNTIME=$(PREFIX)/bin/ociruntime $(PY) -m pytest -q tests integration || status=1; \
 	$(V2GUEST) || status=1; \
+	$(SDGUEST) v2 || status=1; \
+	$(SDGUEST) hybrid || status=1; \
 	$(CONF_STAGE) || status=1; \
 	exit $$status
 

@@ -44,7 +44,8 @@ def test_features_valid_and_honest() -> None:
     assert set(doc["linux"]["namespaces"]) == {"pid", "network", "mount", "ipc", "uts", "user", "cgroup",
                                                "time"}
     assert "rro" in doc["mountOptions"] and "bind" in doc["mountOptions"]
-    assert doc["linux"]["cgroup"]["systemd"] is False  # no systemd driver: never claimed
+    assert doc["linux"]["cgroup"]["systemd"] is True  # tested in the systemd guests
+    assert doc["linux"]["cgroup"]["systemdUser"] is False  # no user-session driver: never claimed
     assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
 
 

@@ -8,7 +8,8 @@ from the checkout this file belongs to.
 
 Usage (as root, standard library only)::
 
-    /usr/bin/python3 integration/v2guest/run.py [--timeout SECONDS] [--out DIR] [-- PYTEST ARGS...]
+    /usr/bin/python3 integration/v2guest/run.py [--timeout SECONDS] [--out DIR]
+        [--systemd [--layout v2|hybrid]] [-- PYTEST ARGS...]
 
 Without PYTEST ARGS it runs integration/test_cgroups_v2.py, integration/test_cgroup_commands.py,
 tests/test_ebpf.py and tests/test_cgroups*.py.  The guest
@@ -16,6 +17,12 @@ inherits ``OCIRUNTIME`` (the runtime under test).  Everything derived from the k
 (the unpacked tree, the raw ``vmlinux``, a modules.dep, the initramfs) is cached under
 ``build/v2guest/`` keyed by the package's name and version.  Prints the pytest summary and a
 closing ``cgroupv2: N passed, M failed, K skipped`` line; exits 0 only when pytest did.
+
+``--systemd`` boots ``/lib/systemd/systemd`` as PID 1 instead (``make test-systemd``): pure
+cgroup v2 (``--layout v2``) or systemd's hybrid layout (``--layout hybrid``), pytest run by the
+unit ``v2guest-tests.service`` of the target ``v2guest.target`` that nothing else of this
+machine's is part of.  Its default tests are SYSTEMD_TESTS, its result directory
+``build/v2guest/out-systemd-<layout>``, its summary line ``systemd-<layout>: N passed, ...``.
 """
 
 from __future__ import annotations
@@ -48,6 +55,40 @@ INITRAMFS_MODULES = ("virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_r
 DEFAULT_TESTS = ("integration/test_cgroups_v2.py", "integration/test_cgroup_commands.py",
                  "tests/test_ebpf.py", "integration/test_checkpoint.py")
 KERNEL_CMDLINE = "console=ttyS0 quiet panic=-1 cgroup_no_v1=all"
+# ---- systemd as PID 1 (--systemd) ----
+# The cgroup switches of each layout as systemd 252 reads them: "hybrid" keeps the v1 controllers
+# (no cgroup_no_v1) and has systemd track its units on a controller-less cgroup2 mount at
+# /sys/fs/cgroup/unified (legacy_systemd_cgroup_controller=0), as on our machines (where,
+# unlike under systemd, cpu and cpuacct are mounted apart).
+SYSTEMD_LAYOUTS = {
+    "v2": "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1",
+    "hybrid": "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0",
+}
+# Start v2guest.target and what it pulls in, nothing of this machine's default.target; no unit
+# status on the console; on a systemd crash reboot (qemu -no-reboot exits) instead of freezing
+# until the harness timeout.  The kernel's module loader is busybox (see overlay_links), set
+# with the kernel's own sysctl parameter.  v2guest_init tells init.sh to install the units and
+# exec systemd.
+MODPROBE = "/usr/lib/v2guest/modprobe"
+SYSTEMD_OPTIONS = ("systemd.unit=v2guest.target systemd.show_status=0 systemd.crash_reboot=1 "
+                   f"sysctl.kernel.modprobe={MODPROBE} v2guest_init=systemd")
+SYSTEMD_TESTS = ("integration/test_systemd_guest.py", "integration/test_systemd_cgroup.py",
+                 "integration/test_engines_systemd.py")
+# Set in the systemd guest to its stage name (systemd-v2, systemd-hybrid): tests that need
+# systemd as PID 1 skip without it.
+GUEST_ENV_VAR = "OCIRUNTIME_GUEST"
+# guest.py's scratch tmpfs, and its mount unit's name (systemd-escape --path --suffix=mount).
+SCRATCH = "/v2guest-scratch"
+SCRATCH_UNIT = "v2guest\\x2dscratch.mount"
+# What guest.py gives pytest in the cgroupv2 guest (its BASE_ENV); the test unit sets the same.
+BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
+            "TMPDIR": SCRATCH, "LANG": "C.UTF-8", "TERM": "dumb"}
+# The test unit's time limit is the harness timeout minus this, for boot and power-off: when it
+# runs out systemd stops pytest and the guest still powers off with a partial pytest.log.
+GUEST_MARGIN = 30
+# What v2guest.target pulls in besides the test unit: the system bus and the journal.
+BUS_AND_JOURNAL = ("dbus.socket", "dbus.service", "systemd-journald.socket",
+                   "systemd-journald-dev-log.socket", "systemd-journald.service")
 XZ_MAGIC = b"\xfd7zXZ\x00"
 SUMMARY_WORDS = ("passed", "failed", "error", "errors", "skipped", "xfailed", "xpassed", "deselected")
 
@@ -221,8 +262,17 @@ def accel() -> list[str]:
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
 
 
-def qemu_argv(kdir: Path, initramfs: Path, out: Path) -> list[str]:
-    cmdline = f"{KERNEL_CMDLINE} v2guest_repo={REPO} v2guest_out={out}"
+def kernel_cmdline(out: Path, layout: str | None = None) -> str:
+    """The guest kernel's command line: guest.py as PID 1, or systemd with ``layout``'s cgroups."""
+    if layout is None:
+        base = KERNEL_CMDLINE
+    else:
+        base = f"console=ttyS0 quiet panic=-1 {SYSTEMD_LAYOUTS[layout]} {SYSTEMD_OPTIONS}"
+    return f"{base} v2guest_repo={REPO} v2guest_out={out}"
+
+
+def qemu_argv(kdir: Path, initramfs: Path, out: Path, layout: str | None = None) -> list[str]:
+    cmdline = kernel_cmdline(out, layout)
     return [
         "qemu-system-x86_64", *accel(), "-smp", "2", "-m", "3G",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -233,21 +283,162 @@ def qemu_argv(kdir: Path, initramfs: Path, out: Path) -> list[str]:
     ]
 
 
-def pytest_argv(extra: list[str]) -> list[str]:
-    units = sorted(str(p.relative_to(REPO)) for p in REPO.glob("tests/test_cgroups*.py"))
-    tests = extra or [*(t for t in DEFAULT_TESTS if (REPO / t).exists()), *units]
+def pytest_argv(extra: list[str], systemd: bool = False) -> list[str]:
+    if systemd:
+        tests = extra or list(SYSTEMD_TESTS)
+    else:
+        units = sorted(str(p.relative_to(REPO)) for p in REPO.glob("tests/test_cgroups*.py"))
+        tests = extra or [*(t for t in DEFAULT_TESTS if (REPO / t).exists()), *units]
     # /v2guest-scratch is a plain tmpfs in the guest (guest.py): bundles there can hold device
     # nodes.  Not /tmp: a tmpfs there would hide a checkout living under the host's /tmp.
     return [str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
             "--basetemp=/v2guest-scratch/pytest", *tests]
 
 
-def write_request(out: Path, kdir: Path, argv: list[str]) -> None:
-    kver = one(kdir / "root" / "lib" / "modules", "*").name
+def request_env(stage: str) -> dict[str, str]:
+    """The variables passed into the guest: OCIRUNTIME, and in the systemd guest its name."""
     env = {k: os.environ[k] for k in ("OCIRUNTIME",) if k in os.environ}
+    if stage != "cgroupv2":
+        env[GUEST_ENV_VAR] = stage
+    return env
+
+
+def write_request(out: Path, kdir: Path, argv: list[str], env: dict[str, str]) -> None:
+    kver = one(kdir / "root" / "lib" / "modules", "*").name
     req = {"repo": str(REPO), "argv": argv, "env": env, "kver": kver,
            "modules": str(kdir / "root" / "lib" / "modules" / kver)}
     (out / "request.json").write_text(json.dumps(req, indent=1))
+
+
+# ---- the systemd guest's units ----------------------------------------------------------------
+
+def unit_word(word: str) -> str:
+    """One word of an Exec*= line (systemd.service(5) "Command lines"), quoted when needed.
+
+    ``%`` starts a specifier and ``$`` a variable, so both are doubled.
+    """
+    if "\n" in word:
+        raise HarnessError(f"no newline possible in a unit's command line: {word!r}")
+    word = word.replace("%", "%%").replace("$", "$$")
+    if word and all(c.isalnum() or c in "/._-+=:,@%$" for c in word):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unit_env(name: str, value: str) -> str:
+    """An ``Environment=`` line (systemd.exec(5)) setting ``name`` to exactly ``value``."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or "\n" in value:
+        raise HarnessError(f"cannot pass {name}={value!r} through a unit file")
+    value = value.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
+    return f'Environment="{name}={value}"'
+
+
+def systemd_units(out: Path, timeout: float, env: dict[str, str]) -> dict[str, str]:
+    """The unit files (and drop-ins) the systemd guest adds to /etc/systemd/system, by name.
+
+    The target pulls in the test service, the system bus and the journal, nothing else: none of
+    this machine's enabled units (its *.wants directories hang off default.target,
+    sysinit.target, ...).  dbus.socket and dbus.service keep their names (systemd connects to
+    the bus when a unit called dbus.service is up) but lose their default dependencies, which
+    would pull in sysinit.target and with it this machine's sysinit.target.wants.
+    """
+    limit = max(10, int(timeout) - GUEST_MARGIN)
+    guest = ["/usr/bin/python3", "-I", str(HERE / "guest.py"), "--service", str(out)]
+    bus = " ".join(BUS_AND_JOURNAL)
+    environment = "\n".join(unit_env(k, v) for k, v in {**BASE_ENV, **env}.items())
+    no_default_deps = ("[Unit]\n# v2guest: no sysinit.target (it would start this machine's "
+                       "sysinit.target.wants)\nDefaultDependencies=no\n")
+    return {
+        "v2guest.target": f"""\
+[Unit]
+Description=v2guest: the tests with systemd as PID 1
+Requires=v2guest-tests.service
+Wants={bus}
+AllowIsolate=yes
+""",
+        # guest.py's scratch space: a plain tmpfs (bundles hold device nodes, which the overlay
+        # root cannot), not at /tmp (it would hide a checkout living under the host's /tmp).
+        SCRATCH_UNIT: f"""\
+[Unit]
+Description=v2guest: scratch space for the tests
+DefaultDependencies=no
+
+[Mount]
+What=tmpfs
+Where={SCRATCH}
+Type=tmpfs
+Options=mode=1777,nosuid
+""",
+        # Type=exec, not oneshot: a oneshot's start job stays queued until pytest ends, which
+        # keeps the manager "initializing" (is-system-running) for the whole run.  The main
+        # process is guest.py, which runs pytest with the output in pytest.log and writes its
+        # exit code to exit, then records what systemd did; the unit's end, either way, powers off.
+        "v2guest-tests.service": f"""\
+[Unit]
+Description=v2guest: pytest, then power off
+DefaultDependencies=no
+Wants={bus}
+After=dbus.service
+RequiresMountsFor={SCRATCH}
+SuccessAction=poweroff-force
+FailureAction=poweroff-force
+
+[Service]
+Type=exec
+Delegate=no
+WorkingDirectory={str(REPO).replace('%', '%%')}
+{environment}
+ExecStart={" ".join(unit_word(w) for w in guest)}
+TimeoutStartSec={limit}
+RuntimeMaxSec={limit}
+TimeoutStopSec=10
+StandardOutput=journal+console
+""",
+        "dbus.socket.d/v2guest.conf": no_default_deps,
+        "dbus.service.d/v2guest.conf": no_default_deps,
+    }
+
+
+def generators(root: Path = Path("/")) -> list[str]:
+    """The names of the generators systemd would run at boot (systemd.generator(7) directories).
+
+    The guest masks them all: they only turn this machine's configuration (fstab, getty on the
+    serial console, SysV scripts, postgresql clusters) into units the guest must not start, and
+    cost about a second of boot.
+    """
+    names: set[str] = set()
+    for kind in ("system-generators", "system-environment-generators"):
+        for d in (f"etc/systemd/{kind}", f"usr/local/lib/systemd/{kind}", f"usr/lib/systemd/{kind}",
+                  f"lib/systemd/{kind}"):
+            if (root / d).is_dir():
+                names.update(f"{kind}/{p.name}" for p in (root / d).iterdir())
+    return sorted(names)
+
+
+def overlay_links(kdir: Path, masked: list[str]) -> dict[str, str]:
+    """The symbolic links the systemd guest adds to its root: {path below /: target}.
+
+    Module autoloading as in guest.py (its setup_modules): the guest kernel's module tree (in
+    our cache, seen through 9p) at /usr/lib/modules/<release>, and busybox as the kernel's
+    module loader under a name that selects its modprobe applet (the kernel command line points
+    kernel.modprobe at it).  A link to /dev/null in /etc masks a generator of that name.
+    """
+    moddir = one(kdir / "root" / "lib" / "modules", "*")
+    links = {f"usr/lib/modules/{moddir.name}": str(moddir), MODPROBE.lstrip("/"): str(BUSYBOX)}
+    links.update({f"etc/systemd/{name}": "/dev/null" for name in masked})
+    return links
+
+
+def write_overlay(out: Path, units: dict[str, str], links: dict[str, str]) -> None:
+    """``out/root``: what init.sh copies onto the guest's root (the overlay's tmpfs upper layer)."""
+    for name, text in units.items():
+        path = out / "root" / "etc" / "systemd" / "system" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for rel, target in links.items():
+        path = out / "root" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.symlink_to(target)
 
 
 def run_guest(argv: list[str], out: Path, timeout: float) -> None:
@@ -278,7 +469,7 @@ def summary(log: str) -> tuple[list[str], dict[str, int]]:
     return shown, counts
 
 
-def report(out: Path) -> int:
+def report(out: Path, stage: str = "cgroupv2") -> int:
     """Print the guest's pytest summary and the closing count line; the exit status to use."""
     err = out / "guest-error.txt"
     if err.exists():
@@ -290,13 +481,31 @@ def report(out: Path) -> int:
     for line in shown:
         print(line)
     failed = counts.get("failed", 0) + counts.get("error", 0)
-    line = f"cgroupv2: {counts.get('passed', 0)} passed, {failed} failed"
+    line = f"{stage}: {counts.get('passed', 0)} passed, {failed} failed"
     if counts.get("skipped"):
         line += f", {counts['skipped']} skipped"
     print(line)
     if rc != 0 and failed == 0:
-        print(f"cgroupv2: pytest exited with status {rc}; full output in {out / 'pytest.log'}")
+        print(f"{stage}: pytest exited with status {rc}; full output in {out / 'pytest.log'}")
     return 1 if rc != 0 else 0
+
+
+def systemd_lines(facts: dict, stage: str) -> list[str]:
+    """What the systemd guest's guest.json says about the boot, as lines for the report."""
+    start = facts.get("uptime_at_start")
+    lines = [f"{stage}: system {facts.get('system_state', '?')}"
+             + (f", pytest started {start:.1f} s after boot" if start is not None else "")
+             + f"; failed units: {', '.join(facts.get('failed_units', [])) or 'none'}"]
+    started = [u for u in facts.get("started_units", [])
+               if u.rsplit(".", 1)[-1] in ("service", "socket", "target")]
+    lines.append(f"{stage}: units started: {' '.join(started) or 'none'}")
+    if facts.get("host_units_started"):
+        lines.append(f"{stage}: this machine's enabled units started in the guest: "
+                     f"{' '.join(facts['host_units_started'])}")
+    if facts.get("facts_error"):
+        lines.append(f"{stage}: recording the guest's units failed: "
+                     f"{facts['facts_error'].strip().splitlines()[-1]}")
+    return lines
 
 
 def tail(path: Path, n: int = 40) -> str:
@@ -308,9 +517,17 @@ def tail(path: Path, n: int = 40) -> str:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--timeout", type=float, default=1200, help="wall-clock limit for the guest, seconds")
-    ap.add_argument("--out", type=Path, default=CACHE / "out", help="result directory (emptied first)")
+    ap.add_argument("--out", type=Path, help="result directory (emptied first); default build/v2guest/out, "
+                    "with --systemd build/v2guest/out-systemd-LAYOUT")
+    ap.add_argument("--systemd", action="store_true", help="boot systemd as PID 1 (its own default tests)")
+    ap.add_argument("--layout", choices=sorted(SYSTEMD_LAYOUTS),
+                    help="with --systemd: the cgroup layout systemd sets up (default v2)")
     ap.add_argument("pytest_args", nargs="*", help="pytest arguments (after --) instead of the default tests")
     args = ap.parse_args(argv)
+    if args.layout is not None and not args.systemd:
+        ap.error("--layout needs --systemd (without it the guest is always pure cgroup v2)")
+    layout = (args.layout or "v2") if args.systemd else None
+    stage = f"systemd-{layout}" if layout else "cgroupv2"
     sys.stdout.reconfigure(line_buffering=True)  # keep order with stderr under make
     if os.geteuid() != 0:
         print("run.py: needs root (9p passthrough of / and containers inside the guest)", file=sys.stderr)
@@ -318,7 +535,16 @@ def main(argv: list[str]) -> int:
     if re.search(r"\s", str(REPO)):
         print(f"run.py: the checkout path {REPO} contains white space (kernel command line)", file=sys.stderr)
         return 2
-    out = args.out.resolve()
+    out = (args.out or CACHE / ("out" if layout is None else f"out-{stage}")).resolve()
+    if re.search(r"\s", str(out)):
+        print(f"run.py: the result path {out} contains white space (kernel command line)", file=sys.stderr)
+        return 2
+    needed = ("/lib/systemd/systemd", "/usr/bin/dbus-daemon") if layout else ()
+    missing = [p for p in needed if not os.path.exists(p)]
+    if missing:
+        print(f"run.py: --systemd boots this machine's systemd and D-Bus: {', '.join(missing)} missing "
+              "(apt-get install systemd dbus)", file=sys.stderr)
+        return 2
     t0 = time.monotonic()
     try:
         kdir = resolve_kernel()
@@ -326,14 +552,20 @@ def main(argv: list[str]) -> int:
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
-        write_request(out, kdir, pytest_argv(args.pytest_args))
+        env = request_env(stage)
+        write_request(out, kdir, pytest_argv(args.pytest_args, systemd=layout is not None), env)
+        if layout is not None:
+            write_overlay(out, systemd_units(out, args.timeout, env), overlay_links(kdir, generators()))
         t1 = time.monotonic()
-        run_guest(qemu_argv(kdir, initramfs, out), out, args.timeout)
-        print(f"cgroupv2: kernel {kdir.name}, prepared in {t1 - t0:.1f} s, guest ran "
+        run_guest(qemu_argv(kdir, initramfs, out, layout), out, args.timeout)
+        print(f"{stage}: kernel {kdir.name}, prepared in {t1 - t0:.1f} s, guest ran "
               f"{time.monotonic() - t1:.1f} s; logs in {out}")
-        return report(out)
+        if layout is not None and (out / "guest.json").exists():
+            for line in systemd_lines(json.loads((out / "guest.json").read_text()), stage):
+                print(line)
+        return report(out, stage)
     except HarnessError as exc:
-        print(f"cgroupv2: {exc}", file=sys.stderr)
+        print(f"{stage}: {exc}", file=sys.stderr)
         console = tail(out / "console.log")
         if console:
             print(f"--- last lines of {out / 'console.log'}:\n{console}", file=sys.stderr)

@@ -61,14 +61,19 @@ def new_manager(
     ``layout`` defaults to the mounts found in /proc/self/mountinfo at or below ``root``;
     ``own_cgroups`` (parsed /proc/self/cgroup) is read only for relative paths.  Both exist so
     tests can describe a fake hierarchy tree under a temporary ``root``.
-    Raises OCIError for ``systemd=True`` and ConfigError for an invalid path.
+    ``systemd=True`` selects the systemd driver (cgroups/systemd.py: a transient scope).
+    Raises ConfigError for an invalid path, OCIError when systemd is asked for but not running.
     """
     from ociruntime.cgroups.layout import check_cgroups_path, resolve_paths
 
-    inner = check_cgroups_path(cgroups_path, container_id, systemd)
     found = (layout if layout is not None else detect_layout()).under(root)
     if found.mode == "none":
         raise OCIError(f"no cgroup filesystem is mounted at or below {root}")
+    if systemd:
+        from ociruntime.cgroups.systemd import new_systemd_manager
+
+        return new_systemd_manager(cgroups_path, container_id, found)
+    inner = check_cgroups_path(cgroups_path, container_id)
     paths = resolve_paths(inner, found, own_cgroups)
     mounts = {name: m.mountpoint for name, m in found.v1.items()}
     if found.unified is not None:
@@ -82,4 +87,8 @@ def new_manager(
 
 def manager_from_state(d: dict[str, Any]) -> Manager:
     """Rebuild the manager recorded by :meth:`Manager.to_state` (in state/kill/delete/...)."""
+    if isinstance(d, dict) and d.get("driver") == "systemd":
+        from ociruntime.cgroups.systemd import from_state as systemd_from_state
+
+        return systemd_from_state(d)
     return from_state(d)

@@ -135,13 +135,10 @@ def own_cgroups() -> dict[str, str]:
         return parse_proc_cgroup(f.read())
 
 
-def check_cgroups_path(cgroups_path: str | None, container_id: str, systemd: bool) -> str:
-    """Validate ``linux.cgroupsPath`` and return the inner path (absolute or relative, clean).
-
-    No path means the container id, relative, as runc does.
+def check_cgroups_path(cgroups_path: str | None, container_id: str) -> str:
+    """Validate ``linux.cgroupsPath`` for the cgroupfs driver and return the inner path
+    (absolute or relative, clean).  No path means the container id, relative, as runc does.
     """
-    if systemd:
-        raise OCIError("systemd cgroup driver is not supported yet: use cgroupfs (omit --systemd-cgroup)")
     raw = cgroups_path if cgroups_path else container_id
     what = "linux.cgroupsPath" if cgroups_path else "container id used as cgroup name"
     if "\0" in raw:
@@ -149,7 +146,7 @@ def check_cgroups_path(cgroups_path: str | None, container_id: str, systemd: boo
     if cgroups_path and _systemd_form(raw):
         raise ConfigError(
             f'linux.cgroupsPath "{raw}" is in the systemd "slice:prefix:name" form, '
-            "which needs the systemd cgroup driver; use a plain path with cgroupfs"
+            "which needs the systemd cgroup driver (--systemd-cgroup); use a plain path with cgroupfs"
         )
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:

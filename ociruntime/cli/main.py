@@ -23,7 +23,7 @@ GLOBAL_FLAGS = [
     Flag("log", "str", default="", help="log file path (default: stderr)"),
     Flag("log-format", "str", default="text", help="log format: text or json"),
     Flag("debug", help="enable debug logging"),
-    Flag("systemd-cgroup", help="use the systemd cgroup driver (not supported yet)"),
+    Flag("systemd-cgroup", help='use the systemd cgroup driver: cgroupsPath is "slice:prefix:name"'),
     Flag("rootless", "str", default="auto", help="ignore cgroup permission errors (true, false, auto)"),
     Flag("criu", "str", default="criu", help="path to the criu binary for checkpoint and restore"),
     Flag("version", aliases=("v",), help="print the version"),

@@ -236,6 +236,8 @@ def _drive(ctx: Context, spawn: _Spawn, chan: Channel, config: dict) -> Record:
     step = "join cgroup"
     try:
         manager.join(spawn.stage1)
+        # The systemd driver makes its directories only now (a scope needs a pid): record them.
+        rec.cgroup = manager.to_state()
         # Always, even without linux.resources: the device rules start from runc's default
         # allow-list, never from "everything allowed".
         step = "set cgroup resources"

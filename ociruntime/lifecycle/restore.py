@@ -187,7 +187,6 @@ def _restore(binary: str, spawn: _Spawn, config: dict, copts: criu.CriuOptions, 
              descriptors: list[str]) -> Record:
     plan, manager, cdir = spawn.plan, spawn.manager, spawn.cdir
     manager.create()
-    manager.set_resources((config.get("linux") or {}).get("resources") or {})
     work = os.path.abspath(copts.work_path) if copts.work_path else images
     try:
         os.makedirs(work, 0o700, exist_ok=True)
@@ -221,6 +220,8 @@ def _restore(binary: str, spawn: _Spawn, config: dict, copts: criu.CriuOptions, 
     try:
         try:
             manager.join(child)
+            # After the join, as in create: the systemd driver's scope exists only from then on.
+            manager.set_resources((config.get("linux") or {}).get("resources") or {})
             # Only once criu is in the container's cgroup: the restored tasks must start there.
             os.write(go_w, b"g")
         finally:
