@@ -169,7 +169,9 @@ def test_request_env_names_the_systemd_guest(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_systemd_default_selection() -> None:
     argv = run.pytest_argv([], systemd=True)
-    assert argv[-1] == "integration/test_systemd_guest.py" and (run.REPO / argv[-1]).exists()
+    n = len(run.SYSTEMD_TESTS)
+    assert tuple(argv[-n:]) == run.SYSTEMD_TESTS and "integration/test_systemd_guest.py" in run.SYSTEMD_TESTS
+    assert all((run.REPO / t).exists() for t in run.SYSTEMD_TESTS)
     assert "--basetemp=/v2guest-scratch/pytest" in argv
     assert run.pytest_argv(["-x", "a.py"], systemd=True)[-2:] == ["-x", "a.py"]
 
