@@ -89,11 +89,16 @@ def run(argv: list[str]) -> int:
 
 def _context(root: object, systemd_cgroup: bool, rootless_flag: str, criu: str = "criu") -> Context:
     """The global options; the state root as runc chooses it when --root is not given."""
+    euid = os.geteuid()
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if euid == 0 and not xdg and rootless_flag == "auto":
+        # The host's root with runc's defaults, as engines call us: no rule of rootless.py can
+        # apply (no XDG root to honour, --rootless valid), so every command skips importing it.
+        return Context(root=DEFAULT_ROOT if root is None else str(root), systemd_cgroup=systemd_cgroup,
+                       rootless=rootless_flag, criu=criu)
     from ociruntime import rootless
 
     rootless.parse_bool_or_auto(rootless_flag)  # a bad value is a usage error for every command
-    euid = os.geteuid()
-    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
     in_userns = bool(xdg) and euid == 0 and rootless.in_user_namespace()
     cache = DEFAULT_CACHE
     if xdg and rootless.honour_xdg_runtime_dir(euid, in_userns, os.environ):
