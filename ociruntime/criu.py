@@ -35,7 +35,7 @@ import os
 
 from ociruntime import jsonio
 from ociruntime.errors import OCIError, UsageError
-from ociruntime.linux.mountinfo import unescape
+from ociruntime.linux.mountinfo import MountInfo
 from ociruntime.record import dataclass
 
 DESCRIPTORS = "descriptors.json"
@@ -142,35 +142,11 @@ def restore_argv(criu: str, opts: CriuOptions, *, images: str, work: str, root: 
 
 # ---- mounts ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Mount:
-    """The fields of a mountinfo line that decide whether CRIU can find a mount's source."""
-
-    mount_id: int
-    parent_id: int
-    dev: str  # "major:minor" of the superblock
-    root: str  # the path within the superblock that is mounted
-    mount_point: str
-    fstype: str
-
-
-def parse_mountinfo(data: bytes) -> list[Mount]:
-    out = []
-    for line in data.splitlines():
-        f = line.split(b" ")
-        if len(f) < 10:
-            continue
-        sep = f.index(b"-", 6)
-        out.append(Mount(int(f[0]), int(f[1]), f[2].decode(), unescape(os.fsdecode(f[3])),
-                         unescape(os.fsdecode(f[4])), unescape(os.fsdecode(f[sep + 1]))))
-    return out
-
-
 def _within(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def external_mountpoints(mounts: list[Mount]) -> list[str]:
+def external_mountpoints(mounts: list[MountInfo]) -> list[str]:
     """Mount points (as the container sees them) whose source is outside the container.
 
     CRIU restores a mount as a bind of another mount of the same superblock whose root contains

@@ -14,6 +14,7 @@ from ociruntime.cli.cmd_checkpoint import FLAGS as CHECKPOINT_FLAGS
 from ociruntime.cli.cmd_checkpoint import criu_options
 from ociruntime.cli.cmd_restore import FLAGS as RESTORE_FLAGS
 from ociruntime.errors import OCIError, UsageError
+from ociruntime.linux.mountinfo import parse_mountinfo
 
 # /proc/<init>/mountinfo of a default busybox container (pure cgroup v2 guest), plus /tmp tmpfs
 # and /data bound from the host.
@@ -141,14 +142,14 @@ def test_restore_argv() -> None:
 # ---- mounts ------------------------------------------------------------------------------------
 
 def test_external_mountpoints_v2() -> None:
-    mounts = criu.parse_mountinfo(V2_MOUNTINFO)
+    mounts = parse_mountinfo(V2_MOUNTINFO)
     # The cgroup dir and the host directory are external; the masked /proc/kcore (a bind of the
     # container's /dev/null), /proc/bus and a bind from inside the rootfs are CRIU's own.
     assert criu.external_mountpoints(mounts) == ["/sys/fs/cgroup", "/data"]
 
 
 def test_external_mountpoints_hybrid() -> None:
-    mounts = criu.parse_mountinfo(HYBRID_MOUNTINFO)
+    mounts = parse_mountinfo(HYBRID_MOUNTINFO)
     assert mounts[6].root == "/srv/with space"
     # The second bind of one host directory is CRIU's bind of the first.
     assert criu.external_mountpoints(mounts) == [

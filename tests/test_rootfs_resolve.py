@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ociruntime.linux.mountinfo import parse_mountinfo
 from ociruntime.linux.openat2 import RESOLVE_IN_ROOT, RESOLVE_NO_SYMLINKS, openat2
-from ociruntime.rootfs.pivot import parse_mountinfo
 from ociruntime.rootfs.resolve import (
     create_file,
     error_context,

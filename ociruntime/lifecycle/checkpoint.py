@@ -13,6 +13,7 @@ import os
 from ociruntime import criu
 from ociruntime.errors import OCIError, StateError, describe_oserror
 from ociruntime.lifecycle.context import Context
+from ociruntime.linux.mountinfo import MountInfo, parse_mountinfo
 from ociruntime.log import LOG
 from ociruntime.state.store import Record, Store
 
@@ -51,7 +52,7 @@ def _freezer(rec: Record) -> str:
     return ""
 
 
-def _check_stdio(pid: int, mounts: list[criu.Mount]) -> None:
+def _check_stdio(pid: int, mounts: list[MountInfo]) -> None:
     """Refuse, in one line, stdio CRIU cannot dump: a file on a mount outside the container (a
     host /dev/null or log file).  Pipes, sockets and the container's own files are fine."""
     ids = {m.mount_id for m in mounts}
@@ -101,7 +102,7 @@ def checkpoint(ctx: Context, container_id: str, opts: criu.CriuOptions) -> None:
         pid = rec.pid
         try:
             with open(f"/proc/{pid}/mountinfo", "rb") as f:
-                mounts = criu.parse_mountinfo(f.read())
+                mounts = parse_mountinfo(f.read())
         except OSError as e:
             raise OCIError(f"checkpoint: read the container's mounts: {describe_oserror(e)}") from None
         if not opts.pre_dump:

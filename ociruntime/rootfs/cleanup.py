@@ -17,7 +17,7 @@ import errno
 
 from ociruntime.errors import OCIError, describe_oserror
 from ociruntime.linux import mount as m
-from ociruntime.rootfs.pivot import MountInfo, parse_mountinfo
+from ociruntime.linux.mountinfo import MountInfo, parse_mountinfo
 
 # Annotations only (postponed): `typing`/`collections.abc` stay unimported at run time.
 TYPE_CHECKING = False

@@ -14,9 +14,9 @@ import os
 import stat
 
 from ociruntime.linux import mount as m
+from ociruntime.linux.mountinfo import parse_mountinfo
 from ociruntime.record import dataclass, replace
 from ociruntime.rootfs.devices import setup_console_file, setup_dev
-from ociruntime.rootfs.pivot import parse_mountinfo
 from ociruntime.rootfs.plan import MountSpec, RootfsPlan, check_proc_destination
 from ociruntime.rootfs.resolve import (
     check_kind,

@@ -11,37 +11,9 @@ import errno
 import os
 
 from ociruntime.linux import mount as m
-from ociruntime.linux.mountinfo import unescape
-from ociruntime.record import dataclass
+from ociruntime.linux.mountinfo import parse_mountinfo
 from ociruntime.rootfs.plan import RootfsPlan
 from ociruntime.rootfs.resolve import error_context
-
-
-@dataclass(frozen=True)
-class MountInfo:
-    """The fields of one /proc/self/mountinfo line that the rootfs code needs."""
-
-    mount_id: int
-    mount_point: str
-    optional: str  # "shared:N master:M ..." (space separated, possibly empty)
-    fstype: str
-
-
-def parse_mountinfo(data: bytes) -> list[MountInfo]:
-    """Parse the text of /proc/<pid>/mountinfo (proc(5))."""
-    out = []
-    for line in data.splitlines():
-        fields = line.split(b" ")
-        if len(fields) < 10:
-            continue
-        sep = fields.index(b"-", 6)
-        out.append(MountInfo(
-            mount_id=int(fields[0]),
-            mount_point=unescape(os.fsdecode(fields[4])),  # escapes are ASCII: decode first
-            optional=b" ".join(fields[6:sep]).decode(),
-            fstype=unescape(os.fsdecode(fields[sep + 1])),
-        ))
-    return out
 
 
 def _under(path: str, top: str) -> bool:
