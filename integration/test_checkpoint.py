@@ -9,7 +9,10 @@ hosts' kernel (vdso), and passes in the pure cgroup v2 qemu guest (Debian's 6.1 
         integration/test_checkpoint.py -q
 
 The containers get pipes as stdio, as under podman (conmon) and containerd: CRIU cannot dump a
-host file such as the runner's /dev/null (and the checks without CRIU below test that we say so).
+host file such as a log file (and the checks without CRIU below test that we say so).  The host's
+/dev/null is the exception: the init swaps it for the container's own /dev/null, as runc does,
+so podman's detached containers (conmon gives them /dev/null as stdin) can be checkpointed; the
+last tests run `podman container checkpoint/restore` through the runtime.
 The counter writes to a tmpfs of the container (/tmp) and to a host directory bound at /data
 (an external mount for CRIU), so both the dumped memory and the mounts are checked.
 """
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ConsoleReceiver, new_id, runtime_cmd
+from test_podman import IMAGE, Podman, podman, podman_env  # noqa: F401  (the private podman)
 
 COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; echo $i > /data/n; sleep 0.1; done"
 
@@ -54,10 +58,12 @@ class Pipes:
         self.out_r, self.out_w = os.pipe()
         os.set_blocking(self.out_r, False)
 
-    def run(self, rt_root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(self, rt_root: Path, *args: str, timeout: float = 120,
+            stdin: int | None = None) -> subprocess.CompletedProcess:
         """Run the runtime with these pipes as its stdio (what a detached container inherits)."""
         cmd = [*runtime_cmd(), "--root", str(rt_root), *args]
-        p = subprocess.run(cmd, stdin=self.in_r, stdout=self.out_w, stderr=self.out_w, timeout=timeout)
+        p = subprocess.run(cmd, stdin=self.in_r if stdin is None else stdin, stdout=self.out_w,
+                           stderr=self.out_w, timeout=timeout)
         return subprocess.CompletedProcess(cmd, p.returncode, self.read(), b"")
 
     def read(self) -> bytes:
@@ -290,6 +296,76 @@ def test_checkpoint_refuses_host_file_stdio(rt, bundle, tmp_path: Path) -> None:
         assert rt.state(cid)["status"] == "running"
     finally:
         rt("delete", "--force", cid)
+
+
+def _fd_mnt_id(pid: int, fd: int) -> int:
+    info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+    return next(int(line.split()[1]) for line in info.splitlines() if line.startswith("mnt_id:"))
+
+
+def test_host_dev_null_stdin_becomes_the_containers(rt, bundle, pipes, tmp_path: Path) -> None:
+    """runc's reOpenDevNull: stdio on the host's /dev/null is reopened on the container's /dev."""
+    cid = new_id("cr")
+    with open(os.devnull, "rb") as null:
+        p = pipes.run(rt.root, "run", "-d", "--bundle", str(bundle(["sleep", "100"])), cid,
+                      stdin=null.fileno())
+    assert p.returncode == 0, p.stdout
+    try:
+        pid = rt.state(cid)["pid"]
+        dev = next(line.split()[0] for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                   if line.split()[4] == "/dev")
+        assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+        assert _fd_mnt_id(pid, 0) == int(dev), "stdin is still the host's /dev/null"
+        assert os.stat(f"/proc/{pid}/fd/0").st_rdev == os.makedev(1, 3)
+        # Pipes are left alone.
+        assert os.readlink(f"/proc/{pid}/fd/1").startswith("pipe:")
+    finally:
+        rt("delete", "--force", cid)
+
+
+@needs_criu
+def test_checkpoint_restore_with_dev_null_stdin(rt, bundle, pipes, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    b = counter_bundle(bundle, data)
+    cid = new_id("cr")
+    with open(os.devnull, "rb") as null:
+        p = pipes.run(rt.root, "run", "-d", "--bundle", str(b), cid, stdin=null.fileno())
+    assert p.returncode == 0, p.stdout
+    wait_count(data / "n", 3)
+    img, work = tmp_path / "img", tmp_path / "work"
+    p = rt("checkpoint", "--image-path", str(img), "--work-path", str(work), cid)
+    assert p.returncode == 0, p.stderr + (work / "dump.log").read_bytes()[-3000:]
+    assert json.loads((img / "descriptors.json").read_text())[0] == "/dev/null"
+    frozen = read_n(data / "n")
+    with open(os.devnull, "rb") as null:
+        p = pipes.run(rt.root, "restore", "--detach", "--image-path", str(img), "--work-path", str(work),
+                      "--bundle", str(b), cid, stdin=null.fileno())
+    assert p.returncode == 0, p.stdout + (work / "restore.log").read_bytes()[-3000:]
+    try:
+        wait_count(data / "n", frozen)
+        assert os.readlink(f"/proc/{rt.state(cid)['pid']}/fd/0") == "/dev/null"
+    finally:
+        rt("delete", "--force", cid)
+    assert_gone(rt, cid)
+
+
+@needs_criu
+def test_podman_checkpoint_restore(podman: Podman) -> None:  # noqa: F811
+    """`podman container checkpoint/restore`: conmon's /dev/null stdin, podman's bind mounts
+    (/etc/hosts, /run/.containerenv ...) and, on v2, a private cgroup namespace."""
+    count = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done"
+    cid = podman("run", "-d", IMAGE, "sh", "-c", count, check=True).stdout.strip()
+    time.sleep(0.5)
+    podman("container", "checkpoint", cid, check=True)
+    assert podman.inspect(cid, "{{.State.Status}}") == "exited"
+    podman("container", "restore", cid, check=True)
+    assert podman.inspect(cid, "{{.State.Status}}") == "running"
+    n1 = int(podman("exec", cid, "cat", "/tmp/n", check=True).stdout)
+    time.sleep(0.5)
+    n2 = int(podman("exec", cid, "cat", "/tmp/n", check=True).stdout)
+    # The counter continues from its dumped memory (a fresh start would be back near 1).
+    assert n1 > 3 and n2 > n1, (n1, n2)
+    podman("rm", "--force", "--time", "0", cid, check=True)
 
 
 def test_checkpoint_refuses_terminal(rt, bundle, tmp_path: Path) -> None:

@@ -76,14 +76,15 @@ def _procs_in(cgroup: Path) -> bool:
 
 
 def remove_cgroup_tree(name: str, only: set[str] | None = None, wait: float = 10.0) -> None:
-    """rmdir ``/sys/fs/cgroup/<hierarchy>/<name>`` bottom-up in every hierarchy.
+    """rmdir ``/sys/fs/cgroup/<hierarchy>/<name>`` bottom-up in every hierarchy (and
+    ``/sys/fs/cgroup/<name>`` where /sys/fs/cgroup is the one cgroup2 hierarchy).
 
     With ``only``, just those child names and then ``name`` itself if it became empty.  Waits up
     to ``wait`` seconds for processes to leave (conmon and its cleanup command exit after the
     container), and never removes a directory that still holds processes.
     """
     deadline = time.monotonic() + wait
-    for top in CGROUP_ROOT.iterdir():
+    for top in (CGROUP_ROOT, *CGROUP_ROOT.iterdir()):
         base = top / name
         if not base.is_dir():
             continue

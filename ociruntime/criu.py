@@ -146,20 +146,23 @@ def _within(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def external_mountpoints(mounts: list[MountInfo]) -> list[str]:
+def external_mountpoints(mounts: list[MountInfo], cgroupns: bool = False) -> list[str]:
     """Mount points (as the container sees them) whose source is outside the container.
 
     CRIU restores a mount as a bind of another mount of the same superblock whose root contains
     its root, or as a fresh mount when its root is the superblock's root; anything else (a bind
     of a host directory, a cgroup directory, a host device) must be declared external.  The
-    container's root mount is not one of them: it is ``--root``.
+    container's root mount is not one of them: it is ``--root``.  In a cgroup namespace of its
+    own the container's cgroup mounts are real mounts of its namespace root, which CRIU makes
+    anew (runc skips them too); their roots only look like host directories because ``mounts``
+    was read from our cgroup namespace.
     """
     ids = {m.mount_id for m in mounts}
     out = []
     for i, m in enumerate(mounts):
         if m.parent_id not in ids or m.mount_point == "/":
             continue  # the root
-        if m.root == "/":
+        if m.root == "/" or (cgroupns and m.fstype in ("cgroup", "cgroup2")):
             continue
         source = False
         for j, o in enumerate(mounts):

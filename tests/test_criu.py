@@ -148,6 +148,13 @@ def test_external_mountpoints_v2() -> None:
     assert criu.external_mountpoints(mounts) == ["/sys/fs/cgroup", "/data"]
 
 
+def test_external_mountpoints_in_a_cgroup_namespace() -> None:
+    # With its own cgroup namespace the container's cgroup2 mount is CRIU's to make, as runc has it
+    # (podman's containers on v2): declaring it external left restore with "No mapping".
+    mounts = parse_mountinfo(V2_MOUNTINFO)
+    assert criu.external_mountpoints(mounts, cgroupns=True) == ["/data"]
+
+
 def test_external_mountpoints_hybrid() -> None:
     mounts = parse_mountinfo(HYBRID_MOUNTINFO)
     assert mounts[6].root == "/srv/with space"

@@ -20,6 +20,7 @@ from ociruntime.linux.personality import set_personality
 from ociruntime.linux.procfs import open_procfs, write_proc
 from ociruntime.log import LOG
 from ociruntime.plan import InitPlan
+from ociruntime.rootfs.devices import reopen_dev_null
 from ociruntime.rootfs.mounts import prepare_rootfs
 from ociruntime.rootfs.paths import finalize_rootfs
 from ociruntime.rootfs.pivot import pivot
@@ -127,6 +128,9 @@ def _setup(plan: InitPlan, chan: Channel, console_fd: int, step: list[str]) -> i
                   cwd=plan.rootfs.rootfs)
     step[0] = "pivot root"
     pivot(plan.rootfs)
+    if plan.rootfs.default_devices and plan.rootfs.mntns:
+        step[0] = "reopen /dev/null"
+        reopen_dev_null()
     if proc.terminal:
         # After pivot_root: the pty must come from the container's own devpts.
         step[0] = "set up console"

@@ -76,6 +76,14 @@ def _check_stdio(pid: int, mounts: list[MountInfo]) -> None:
                            "(as podman and containerd do)")
 
 
+def _own_cgroupns(pid: int) -> bool:
+    """Whether the init has a cgroup namespace other than ours."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/cgroup").st_ino != os.stat("/proc/self/ns/cgroup").st_ino
+    except OSError:
+        return False
+
+
 def _own_netns(pid: int) -> int:
     """The inode of the init's network namespace when it is not ours (0 otherwise)."""
     try:
@@ -110,7 +118,7 @@ def checkpoint(ctx: Context, container_id: str, opts: criu.CriuOptions) -> None:
             # runc writes what fds 0-2 are before the dump; restore hands its own fds in their place.
             criu.write_descriptors(images, criu.read_descriptors(pid))
         argv = criu.dump_argv(criu.resolve(ctx.criu), pid, opts, images=images, work=work, root=rec.rootfs,
-                              external_mounts=criu.external_mountpoints(mounts),
+                              external_mounts=criu.external_mountpoints(mounts, _own_cgroupns(pid)),
                               freeze_cgroup=_freezer(rec), net_ino=_own_netns(pid))
         LOG.debug(f"checkpoint: {' '.join(argv)}")
         rc = _run(argv)

@@ -1,6 +1,7 @@
 """The container's /dev: device nodes, the ptmx and /proc/self/fd symlinks, /dev/console.
 
-Runs in the init before pivot_root (runc's createDevices, setupPtmx, setupDevSymlinks).  Every
+Runs in the init before pivot_root (runc's createDevices, setupPtmx, setupDevSymlinks), except
+:func:`reopen_dev_null`, which needs the container's own /dev as "/dev".  Every
 node and link is created relative to a directory fd resolved with RESOLVE_IN_ROOT, never through
 a joined path string: with ``rootfs/dev -> /tmp/HOSTDEV`` the nodes land in
 ``rootfs/tmp/HOSTDEV``, inside the image, and nothing is created on the host.
@@ -160,3 +161,33 @@ def setup_console_file(rootfd: int, root_path: str | None, *, replace: bool) -> 
                          0o600, dir_fd=devfd))
     finally:
         os.close(devfd)
+
+
+def _is_dev_null(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) == 1 and os.minor(st.st_rdev) == 3
+
+
+def reopen_dev_null() -> None:
+    """Point stdio that is the *host's* /dev/null at the container's /dev/null (runc's reOpenDevNull).
+
+    Engines hand a detached container the host's /dev/null as stdin (conmon does).  An fd on a
+    mount outside the container is something CRIU cannot dump ("Can't lookup mount"), so
+    checkpoint would refuse it; the container's own node works the same and is dumpable.  After
+    pivot_root, so the path resolves in the container, and only when we populated its /dev.
+    """
+    with error_context("reopen /dev/null", "/dev/null"):
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            if not _is_dev_null(os.fstat(fd)):
+                raise oserror(errno.EINVAL, "the container's /dev/null is not the null device", "/dev/null")
+            for n in range(3):
+                try:
+                    st = os.fstat(n)
+                except OSError as e:
+                    if e.errno == errno.EBADF:
+                        continue  # a closed stdio fd stays closed
+                    raise
+                if _is_dev_null(st):
+                    os.dup2(fd, n)
+        finally:
+            os.close(fd)
