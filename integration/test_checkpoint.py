@@ -368,24 +368,104 @@ def test_podman_checkpoint_restore(podman: Podman) -> None:  # noqa: F811
     podman("rm", "--force", "--time", "0", cid, check=True)
 
 
-def test_checkpoint_refuses_terminal(rt, bundle, tmp_path: Path) -> None:
+@needs_criu
+def test_terminal_container_restores_onto_a_new_console(rt, bundle, tmp_path: Path) -> None:
+    """runc's orphan_pts_master: the dumped pty slave comes back with a new master, which restore
+    sends to its --console-socket; the shell reading the terminal goes on answering there."""
     def tty(cfg: dict) -> None:
         cfg["process"]["terminal"] = True
 
-    b = bundle(["sleep", "100"], mutate=tty)
+    b = bundle(["sh", "-c", 'while read l; do echo "got:$l"; done'], mutate=tty)
     cid = new_id("cr")
-    sock = tmp_path / "console.sock"
-    recv = ConsoleReceiver(sock)
-    assert rt("run", "-d", "--console-socket", str(sock), "--bundle", str(b), cid).returncode == 0
+    first, second = ConsoleReceiver(tmp_path / "c1.sock"), ConsoleReceiver(tmp_path / "c2.sock")
+    p = rt("run", "-d", "--console-socket", str(tmp_path / "c1.sock"), "--bundle", str(b), cid)
+    assert p.returncode == 0, p.stderr
     try:
-        p = rt("checkpoint", "--image-path", str(tmp_path / "img"), cid)
-        assert "is a terminal" in one_line_error(p)
+        _wait_for(lambda: first.master >= 0, "the first console")
+        os.write(first.master, b"one\n")
+        _wait_for(lambda: b"got:one" in first.output, "an answer on the first console")
+        img = tmp_path / "img"
+        p = rt("checkpoint", "--image-path", str(img), cid)
+        assert p.returncode == 0, p.stderr + (img / "dump.log").read_bytes()[-3000:]
+        # Without a console socket there is nowhere to put the terminal: one line, nothing made.
+        p = rt("restore", "--detach", "--image-path", str(img), "--bundle", str(b), cid)
+        assert "needs --console-socket" in one_line_error(p)
+        assert_gone(rt, cid)
+        p = rt("restore", "--detach", "--console-socket", str(tmp_path / "c2.sock"), "--image-path", str(img),
+               "--bundle", str(b), cid)
+        assert p.returncode == 0, p.stderr + (img / "restore.log").read_bytes()[-3000:]
+        _wait_for(lambda: second.master >= 0, "the restored console")
+        assert second.name == b"orphan-pts-master"
+        os.write(second.master, b"two\n")
+        _wait_for(lambda: b"got:two" in second.output, "an answer on the restored console")
         assert rt.state(cid)["status"] == "running"
     finally:
         rt("delete", "--force", cid)
-        recv.thread.join(20)
-        if recv.master >= 0:
-            os.close(recv.master)
+        for recv in (first, second):
+            recv.thread.join(20)
+            if recv.master >= 0:
+                os.close(recv.master)
+    assert_gone(rt, cid)
+
+
+@needs_criu
+def test_prestart_and_create_runtime_hooks_run_on_restore(rt, bundle, pipes, tmp_path: Path) -> None:
+    """runc runs them at CRIU's setup-namespaces, with the restored init's pid in the state."""
+    calls = tmp_path / "hooks.log"
+
+    def script(kind: str) -> str:
+        return f"(echo {kind}; cat; echo) >> {calls}"
+
+    def hooks(cfg: dict) -> None:
+        cfg["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", script(kind)]}]
+                        for kind in ("prestart", "createRuntime")}
+
+    b = bundle(["sleep", "1000"], mutate=hooks)
+    cid = new_id("cr")
+    started(rt, pipes, b, cid)
+    img = tmp_path / "img"
+    try:
+        p = rt("checkpoint", "--image-path", str(img), cid)
+        assert p.returncode == 0, p.stderr
+        calls.write_text("")
+        p = pipes.run(rt.root, "restore", "--detach", "--image-path", str(img), "--bundle", str(b), cid)
+        assert p.returncode == 0, p.stdout
+        lines = [line for line in calls.read_text().splitlines() if line]
+        assert lines[0::2] == ["prestart", "createRuntime"], lines
+        states = [json.loads(x) for x in lines[1::2]]
+        pid = rt.state(cid)["pid"]
+        assert all(s["pid"] == pid and s["id"] == cid and s["status"] == "creating" for s in states), states
+    finally:
+        rt("delete", "--force", cid)
+    assert_gone(rt, cid)
+
+
+@needs_criu
+def test_a_failing_restore_hook_leaves_nothing(rt, bundle, pipes, tmp_path: Path) -> None:
+    flag = tmp_path / "fail"
+
+    def hooks(cfg: dict) -> None:
+        cfg["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"! test -e {flag}"]}]}
+
+    b = bundle(["sleep", "1000"], mutate=hooks)
+    cid = new_id("cr")
+    started(rt, pipes, b, cid)
+    img = tmp_path / "img"
+    p = rt("checkpoint", "--image-path", str(img), cid)
+    assert p.returncode == 0, p.stderr
+    flag.write_text("")
+    p = pipes.run(rt.root, "restore", "--detach", "--image-path", str(img), "--bundle", str(b), cid)
+    assert p.returncode != 0
+    assert b"prestart hook #0" in p.stdout, p.stdout
+    assert_gone(rt, cid)
+
+
+def _wait_for(cond, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
 
 
 def test_bad_options(rt, tmp_path: Path) -> None:

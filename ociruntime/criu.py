@@ -1,39 +1,42 @@
-"""Driving CRIU's command line for ``checkpoint`` and ``restore``: options, argv, descriptions.
+"""What checkpoint and restore tell CRIU: options, mounts, namespaces, stdio, errors.
 
-The pure half of checkpoint/restore (unit-tested in tests/test_criu.py); the parent-side steps
-are in lifecycle/checkpoint.py and lifecycle/restore.py.  We run the ``criu`` binary (global
-``--criu``) with ``dump``/``pre-dump``/``restore`` rather than its RPC (``criu swrk``, protobuf):
-the command line says everything runc's RPC request says, except the ``orphan-pts-master``
-notification, so containers with a terminal are refused (see lifecycle/restore.py).
+The pure half of checkpoint/restore (unit-tested in tests/test_criu.py): runc's flags become the
+``criu_opts`` of an RPC request (criu_rpc.py sends it to ``criu swrk``, as runc does); the
+parent-side steps are in lifecycle/checkpoint.py and lifecycle/restore.py.
 
-What runc describes to CRIU, and how it is written here:
+What runc describes to CRIU, and how it is written here (criu_opts field names; the command
+line's spelling in brackets):
 
-* the container's root: ``--root`` (on restore a bind of the rootfs in a private mount namespace
+* the container's root: ``root`` (on restore a bind of the rootfs in a private mount namespace
   of the criu process, read-only when ``root.readonly`` is set);
 * mounts whose source CRIU cannot find inside the container (a bind of a host directory, the
   container's own cgroup directory bound at /sys/fs/cgroup when there is no cgroup namespace, a
-  device bound from the host in a user namespace): ``--external mnt[DEST]:DEST`` on dump, and
-  ``--external mnt[DEST]:HOST_SOURCE`` on restore.  Which mounts those are is read from the
-  init's mountinfo (:func:`external_mountpoints`) rather than from config.json, which may have
-  changed since create;
-* the network namespace: runc always passes ``--empty-ns net`` (it does not manage network
-  configuration).  A namespace of the container's own is also declared external
-  (``--external net[INODE]:extRootNetNS``) and on restore the container gets a namespace through
-  ``--inherit-fd fd[3]:extRootNetNS``: the configured path, or a fresh one with ``lo`` up, as
+  device bound from the host in a user namespace): ``external`` ``mnt[DEST]:DEST`` on dump, and
+  ``mnt[DEST]:HOST_SOURCE`` on restore.  Which mounts those are is read from the init's
+  mountinfo (:func:`external_mountpoints`) rather than from config.json, which may have changed
+  since create;
+* the network namespace: runc always sets ``empty_ns`` to CLONE_NEWNET (``--empty-ns net``: it
+  does not manage network configuration).  A namespace of the container's own is also declared
+  external (``net[INODE]:extRootNetNS``) and on restore the container gets a namespace through
+  ``inherit_fd`` {extRootNetNS, NET_FD}: the configured path, or a fresh one with ``lo`` up, as
   create makes it;
-* the cgroup: ``--manage-cgroups[=MODE]`` and, on dump, ``--freeze-cgroup`` (the freezer cgroup,
-  or the cgroup2 directory on pure v2); on restore criu runs inside the new container cgroup and
-  ``--cgroup-root [CTRL:]PATH`` re-roots every hierarchy there (runc's criuApplyCgroups);
+* the cgroup: ``manage_cgroups_mode`` and, on dump, ``freeze_cgroup`` (the freezer cgroup, or
+  the cgroup2 directory on pure v2); on restore criu runs inside the new container cgroup and
+  ``cg_root`` [CTRL:]PATH re-roots every hierarchy there (runc's criuApplyCgroups);
 * stdio: ``descriptors.json`` in the image directory holds what fds 0-2 of the init point to
-  (``readlink /proc/PID/fd/N``, runc's format); on restore each ``pipe:[...]`` entry is passed as
-  ``--inherit-fd fd[N]:pipe:[...]`` so the restored process gets restore's own fds 0-2.
+  (``readlink /proc/PID/fd/N``, runc's format); on restore each ``pipe:[...]`` entry becomes an
+  ``inherit_fd`` so the restored process gets restore's own fds 0-2;
+* a terminal: ``orphan_pts_master``: the pty slave is dumped without its master (held by the
+  engine), and on restore CRIU makes a new pair and hands us the master (the
+  ``orphan-pts-master`` notification), which goes to ``--console-socket``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from ociruntime import jsonio
+from ociruntime import criu_rpc, jsonio
 from ociruntime.errors import OCIError, UsageError
 from ociruntime.linux.mountinfo import MountInfo
 from ociruntime.record import dataclass
@@ -43,8 +46,13 @@ DUMP_LOG = "dump.log"
 RESTORE_LOG = "restore.log"
 CG_MODES = ("soft", "full", "strict", "ignore")
 NET_KEY = "extRootNetNS"
-# The fd number the restored network namespace is passed on in (0-2 are the container's stdio).
-NET_FD = 3
+# The fd number criu gets the restored network namespace on (0-2 are the container's stdio, 3 is
+# criu's end of the RPC socket).
+NET_FD = 4
+# The fds criu reaches the image and work directories on, on restore (lifecycle/restore.py opens
+# them in criu's own mount namespace, criu being its own RPC peer there).
+IMAGES_FD, WORK_FD = 5, 6
+CLONE_NEWNET = 0x40000000
 # Error lines every run of criu 3.17 logs without failing (probes for optional features).
 _NOISE = ("tun: Unable to create tun", "exited, status=")
 
@@ -81,63 +89,66 @@ def validate(opts: CriuOptions) -> None:
         raise UsageError("--parent-path must be relative (to --image-path)")
 
 
-def _common(opts: CriuOptions) -> list[str]:
-    out = []
-    for flag, on in (("--tcp-established", opts.tcp_established), ("--ext-unix-sk", opts.ext_unix_sk),
-                     ("--shell-job", opts.shell_job), ("--file-locks", opts.file_locks),
-                     ("--auto-dedup", opts.auto_dedup)):
-        if on:
-            out.append(flag)
-    mode = opts.manage_cgroups_mode
-    out.append(f"--manage-cgroups={mode}" if mode else "--manage-cgroups")
-    # runc never restores network configuration: an empty network namespace, always.
-    out += ["--empty-ns", "net"]
+def _common(opts: CriuOptions) -> dict[str, Any]:
+    """The criu_opts both dump and restore carry (runc's rpcOpts)."""
+    out: dict[str, Any] = {"log_level": 4, "notify_scripts": True, "manage_cgroups": True,
+                           "manage_cgroups_mode": criu_rpc.CG_MODE[opts.manage_cgroups_mode or "soft"],
+                           # runc never restores network configuration: an empty network
+                           # namespace, always (its setEmptyNsMask).
+                           "empty_ns": CLONE_NEWNET,
+                           # A terminal's slave whose master is outside the tree (conmon's, the
+                           # console socket client's): dumped, and re-created with a new master.
+                           "orphan_pts_master": True}
+    for name in ("tcp_established", "ext_unix_sk", "shell_job", "file_locks", "auto_dedup"):
+        if getattr(opts, name):
+            out[name] = True
     return out
 
 
-def dump_argv(criu: str, pid: int, opts: CriuOptions, *, images: str, work: str, root: str,
-              external_mounts: list[str] = (), freeze_cgroup: str = "", net_ino: int = 0) -> list[str]:
-    """``criu dump`` (or ``pre-dump``) of the tree rooted at the container's init ``pid``."""
-    argv = [criu, "pre-dump" if opts.pre_dump else "dump", "--tree", str(pid),
-            "--images-dir", images, "--work-dir", work, "--log-file", DUMP_LOG, "-v4", "--root", root]
+def dump_opts(pid: int, opts: CriuOptions, *, images_fd: int, work_fd: int, root: str,
+              external_mounts: list[str] = (), freeze_cgroup: str = "", net_ino: int = 0) -> dict[str, Any]:
+    """criu_opts of a dump (or pre-dump) of the tree rooted at the container's init ``pid``."""
+    out = {**_common(opts), "images_dir_fd": images_fd, "work_dir_fd": work_fd, "log_file": DUMP_LOG,
+           "pid": pid, "root": root}
     if opts.parent_path:
-        argv += ["--prev-images-dir", opts.parent_path]
+        out["parent_img"] = opts.parent_path
     if opts.pre_dump or opts.parent_path:
-        argv.append("--track-mem")
+        out["track_mem"] = True
     if opts.leave_running and not opts.pre_dump:
-        argv.append("--leave-running")
+        out["leave_running"] = True
     if opts.tcp_skip_in_flight:
-        argv.append("--skip-in-flight")
+        out["tcp_skip_in_flight"] = True
     if opts.link_remap:
-        argv.append("--link-remap")
+        out["link_remap"] = True
     if freeze_cgroup:
-        argv += ["--freeze-cgroup", freeze_cgroup]
+        out["freeze_cgroup"] = freeze_cgroup
+    external = []
     if not opts.pre_dump:
         # Mounts are dumped by the final dump only (runc: not on pre-dump).
-        for mp in external_mounts:
-            argv += ["--external", f"mnt[{mp}]:{mp}"]
+        external += [f"mnt[{mp}]:{mp}" for mp in external_mounts]
     if net_ino:
-        argv += ["--external", f"net[{net_ino}]:{NET_KEY}"]
-    return argv + _common(opts)
+        external.append(f"net[{net_ino}]:{NET_KEY}")
+    if external:
+        out["external"] = external
+    return out
 
 
-def restore_argv(criu: str, opts: CriuOptions, *, images: str, work: str, root: str, pidfile: str,
+def restore_opts(opts: CriuOptions, *, images_fd: int, work_fd: int, root: str,
                  mounts: list[tuple[str, str]] = (), inherit: list[tuple[int, str]] = (),
                  cgroup_roots: list[tuple[str, str]] = (),
-                 join_ns: list[tuple[str, str]] = ()) -> list[str]:
-    """``criu restore``, detached, the restored init made a child of criu's parent (us)."""
-    argv = [criu, "restore", "--images-dir", images, "--work-dir", work, "--log-file", RESTORE_LOG,
-            "-v4", "--root", root, "--restore-detached", "--restore-sibling", "--pidfile", pidfile,
-            "--evasive-devices"]
-    for key, source in mounts:
-        argv += ["--external", f"mnt[{key}]:{source}"]
-    for fd, key in inherit:
-        argv += ["--inherit-fd", f"fd[{fd}]:{key}"]
-    for ctrl, path in cgroup_roots:
-        argv += ["--cgroup-root", f"{ctrl}:{path}" if ctrl else path]
-    for ns, path in join_ns:
-        argv += ["--join-ns", f"{ns}:{path}"]
-    return argv + _common(opts)
+                 join_ns: list[tuple[str, str]] = ()) -> dict[str, Any]:
+    """criu_opts of a restore whose init becomes criu's sibling: a child of ours (rst_sibling)."""
+    out = {**_common(opts), "images_dir_fd": images_fd, "work_dir_fd": work_fd,
+           "log_file": RESTORE_LOG, "root": root, "rst_sibling": True, "evasive_devices": True}
+    if mounts:
+        out["external"] = [f"mnt[{key}]:{source}" for key, source in mounts]
+    if inherit:
+        out["inherit_fd"] = [(key, fd) for fd, key in inherit]
+    if cgroup_roots:
+        out["cg_root"] = list(cgroup_roots)
+    if join_ns:
+        out["join_ns"] = list(join_ns)
+    return out
 
 
 # ---- mounts ------------------------------------------------------------------------------------
@@ -285,10 +296,9 @@ def log_error(log_path: str) -> str:
     return found[0] if found else ""
 
 
-def failure(what: str, status: int, log_path: str) -> OCIError:
-    """One line: what failed, criu's own reason, and where the whole log is."""
-    from ociruntime.lifecycle.wait import status_text
-
-    reason = log_error(log_path)
+def failure(what: str, log_path: str, fallback: str = "") -> OCIError:
+    """One line: what failed, criu's own reason (its log's first error, else ``fallback``), and
+    where the whole log is."""
+    reason = log_error(log_path) or fallback
     detail = f": {reason}" if reason else ""
-    return OCIError(f"{what}: criu failed ({status_text(status)}){detail} (log: {log_path})")
+    return OCIError(f"{what}: criu failed{detail} (log: {log_path})")

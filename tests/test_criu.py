@@ -1,4 +1,4 @@
-"""checkpoint/restore without CRIU: flags -> options -> criu argv, mounts, descriptors, errors."""
+"""checkpoint/restore without CRIU: flags -> options -> criu_opts, mounts, descriptors, errors."""
 
 from __future__ import annotations
 
@@ -85,58 +85,56 @@ def test_validate_accepts_modes(mode: str) -> None:
     criu.validate(opts(manage_cgroups_mode=mode, empty_ns=("network",), parent_path="../p"))
 
 
-# ---- argv --------------------------------------------------------------------------------------
+# ---- criu_opts ---------------------------------------------------------------------------------
 
-def test_dump_argv_default() -> None:
-    argv = criu.dump_argv("/usr/sbin/criu", 42, opts(), images="/img", work="/w", root="/b/rootfs",
-                          external_mounts=["/data", "/sys/fs/cgroup"], freeze_cgroup="/sys/fs/cgroup/c1",
-                          net_ino=4026532000)
-    assert argv == ["/usr/sbin/criu", "dump", "--tree", "42", "--images-dir", "/img", "--work-dir", "/w",
-                    "--log-file", "dump.log", "-v4", "--root", "/b/rootfs",
-                    "--freeze-cgroup", "/sys/fs/cgroup/c1",
-                    "--external", "mnt[/data]:/data", "--external", "mnt[/sys/fs/cgroup]:/sys/fs/cgroup",
-                    "--external", "net[4026532000]:extRootNetNS",
-                    "--manage-cgroups", "--empty-ns", "net"]
+def test_dump_opts_default() -> None:
+    got = criu.dump_opts(42, opts(), images_fd=5, work_fd=6, root="/b/rootfs",
+                         external_mounts=["/data", "/sys/fs/cgroup"], freeze_cgroup="/sys/fs/cgroup/c1",
+                         net_ino=4026532000)
+    assert got == {"images_dir_fd": 5, "work_dir_fd": 6, "log_file": "dump.log", "log_level": 4,
+                   "pid": 42, "root": "/b/rootfs", "notify_scripts": True, "manage_cgroups": True,
+                   "manage_cgroups_mode": 3, "empty_ns": 0x40000000, "orphan_pts_master": True,
+                   "freeze_cgroup": "/sys/fs/cgroup/c1",
+                   "external": ["mnt[/data]:/data", "mnt[/sys/fs/cgroup]:/sys/fs/cgroup",
+                                "net[4026532000]:extRootNetNS"]}
 
 
-def test_dump_argv_flags() -> None:
+def test_dump_opts_flags() -> None:
     o = opts(leave_running=True, tcp_established=True, tcp_skip_in_flight=True, link_remap=True,
              ext_unix_sk=True, shell_job=True, file_locks=True, auto_dedup=True,
              manage_cgroups_mode="strict", parent_path="../pre")
-    argv = criu.dump_argv("criu", 7, o, images="/img", work="/img", root="/r")
-    for flag in ("--leave-running", "--tcp-established", "--skip-in-flight", "--link-remap",
-                 "--ext-unix-sk", "--shell-job", "--file-locks", "--auto-dedup", "--track-mem",
-                 "--manage-cgroups=strict"):
-        assert flag in argv
-    assert argv[argv.index("--prev-images-dir") + 1] == "../pre"
-    assert "--manage-cgroups" not in argv
+    got = criu.dump_opts(7, o, images_fd=5, work_fd=5, root="/r")
+    for name in ("leave_running", "tcp_established", "tcp_skip_in_flight", "link_remap", "ext_unix_sk",
+                 "shell_job", "file_locks", "auto_dedup", "track_mem"):
+        assert got[name] is True, name
+    assert got["parent_img"] == "../pre"
+    assert got["manage_cgroups_mode"] == 5
+    assert "external" not in got
 
 
-def test_pre_dump_argv() -> None:
-    argv = criu.dump_argv("criu", 7, opts(pre_dump=True, leave_running=True), images="/img",
-                          work="/img", root="/r", external_mounts=["/data"])
-    assert argv[1] == "pre-dump" and "--track-mem" in argv
+def test_pre_dump_opts() -> None:
+    got = criu.dump_opts(7, opts(pre_dump=True, leave_running=True), images_fd=5, work_fd=5, root="/r",
+                         external_mounts=["/data"])
+    assert got["track_mem"] is True
     # pre-dump always leaves the tree running, and dumps no mounts (runc).
-    assert "--leave-running" not in argv and "mnt[/data]:/data" not in argv
+    assert "leave_running" not in got and "external" not in got
 
 
-def test_restore_argv() -> None:
-    argv = criu.restore_argv("/usr/sbin/criu", opts(tcp_established=True), images="/img", work="/w",
-                             root="/run/x/c/criu-root", pidfile="/run/x/c/criu.pid",
-                             mounts=[("/data", "/host/data"), ("/sys/fs/cgroup", "/sys/fs/cgroup/c2")],
-                             inherit=[(0, "pipe:[12]"), (3, "extRootNetNS")],
-                             cgroup_roots=[("cpu,cpuacct", "/c2"), ("", "/c2")],
-                             join_ns=[("ipc", "/proc/9/ns/ipc")])
-    assert argv == ["/usr/sbin/criu", "restore", "--images-dir", "/img", "--work-dir", "/w",
-                    "--log-file", "restore.log", "-v4", "--root", "/run/x/c/criu-root",
-                    "--restore-detached", "--restore-sibling", "--pidfile", "/run/x/c/criu.pid",
-                    "--evasive-devices",
-                    "--external", "mnt[/data]:/host/data",
-                    "--external", "mnt[/sys/fs/cgroup]:/sys/fs/cgroup/c2",
-                    "--inherit-fd", "fd[0]:pipe:[12]", "--inherit-fd", "fd[3]:extRootNetNS",
-                    "--cgroup-root", "cpu,cpuacct:/c2", "--cgroup-root", "/c2",
-                    "--join-ns", "ipc:/proc/9/ns/ipc",
-                    "--tcp-established", "--manage-cgroups", "--empty-ns", "net"]
+def test_restore_opts() -> None:
+    got = criu.restore_opts(opts(tcp_established=True, manage_cgroups_mode="ignore"), images_fd=5,
+                            work_fd=6, root="/run/x/c/criu-root",
+                            mounts=[("/data", "/host/data"), ("/sys/fs/cgroup", "/sys/fs/cgroup/c2")],
+                            inherit=[(0, "pipe:[12]"), (4, "extRootNetNS")],
+                            cgroup_roots=[("cpu,cpuacct", "/c2"), ("", "/c2")],
+                            join_ns=[("ipc", "/proc/9/ns/ipc")])
+    assert got == {"images_dir_fd": 5, "work_dir_fd": 6, "log_file": "restore.log", "log_level": 4,
+                   "root": "/run/x/c/criu-root", "rst_sibling": True, "evasive_devices": True,
+                   "notify_scripts": True, "manage_cgroups": True, "manage_cgroups_mode": 0,
+                   "empty_ns": 0x40000000, "orphan_pts_master": True, "tcp_established": True,
+                   "external": ["mnt[/data]:/host/data", "mnt[/sys/fs/cgroup]:/sys/fs/cgroup/c2"],
+                   "inherit_fd": [("pipe:[12]", 0), ("extRootNetNS", 4)],
+                   "cg_root": [("cpu,cpuacct", "/c2"), ("", "/c2")],
+                   "join_ns": [("ipc", "/proc/9/ns/ipc")]}
 
 
 # ---- mounts ------------------------------------------------------------------------------------
@@ -250,9 +248,12 @@ def test_log_error(tmp_path) -> None:
         "(00.7) Error (criu/mount.c:753): mnt: 60:./sys/fs/cgroup doesn't have a proper root mount\n"
         "(01.0) Error (criu/cr-dump.c:2053): Dumping FAILED.\n")
     assert criu.log_error(str(log)) == "mnt: 60:./sys/fs/cgroup doesn't have a proper root mount"
-    err = criu.failure("checkpoint", 1 << 8, str(log))
-    assert str(err) == ("checkpoint: criu failed (exit status 1): mnt: 60:./sys/fs/cgroup doesn't have "
+    err = criu.failure("checkpoint", str(log), "criu's own message")
+    assert str(err) == ("checkpoint: criu failed: mnt: 60:./sys/fs/cgroup doesn't have "
                         f"a proper root mount (log: {log})")
+    # Without a telling log line, criu's RPC answer (cr_errmsg) is the reason.
+    assert str(criu.failure("restore", str(tmp_path / "none"), "no such file")) == (
+        f"restore: criu failed: no such file (log: {tmp_path / 'none'})")
     assert criu.log_error(str(tmp_path / "none")) == ""
 
 

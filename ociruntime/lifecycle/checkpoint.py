@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ociruntime import criu
+from ociruntime import criu, criu_rpc
 from ociruntime.errors import OCIError, StateError, describe_oserror
 from ociruntime.lifecycle.context import Context
 from ociruntime.linux.mountinfo import MountInfo, parse_mountinfo
@@ -54,7 +54,8 @@ def _freezer(rec: Record) -> str:
 
 def _check_stdio(pid: int, mounts: list[MountInfo]) -> None:
     """Refuse, in one line, stdio CRIU cannot dump: a file on a mount outside the container (a
-    host /dev/null or log file).  Pipes, sockets and the container's own files are fine."""
+    host log file).  Pipes, sockets, the container's own files and its terminal (a pty of its
+    own devpts, whose master CRIU leaves outside: orphan_pts_master) are fine."""
     ids = {m.mount_id for m in mounts}
     for fd, name in enumerate(_STDIO):
         try:
@@ -65,10 +66,6 @@ def _check_stdio(pid: int, mounts: list[MountInfo]) -> None:
             continue
         if target.startswith(_NOT_FILES):
             continue
-        if target.startswith("/dev/pts/") or target == "/dev/console":
-            raise OCIError(f"checkpoint: the container's {name} is a terminal ({target}): containers "
-                           "with a terminal are not supported (criu's command line cannot orphan "
-                           "the pty master)")
         mnt_id = next((int(line.split()[1]) for line in info.splitlines() if line.startswith("mnt_id:")), -1)
         if mnt_id not in ids:
             raise OCIError(f"checkpoint: the container's {name} is {target}, a file outside the "
@@ -117,14 +114,8 @@ def checkpoint(ctx: Context, container_id: str, opts: criu.CriuOptions) -> None:
             _check_stdio(pid, mounts)
             # runc writes what fds 0-2 are before the dump; restore hands its own fds in their place.
             criu.write_descriptors(images, criu.read_descriptors(pid))
-        argv = criu.dump_argv(criu.resolve(ctx.criu), pid, opts, images=images, work=work, root=rec.rootfs,
-                              external_mounts=criu.external_mountpoints(mounts, _own_cgroupns(pid)),
-                              freeze_cgroup=_freezer(rec), net_ino=_own_netns(pid))
-        LOG.debug(f"checkpoint: {' '.join(argv)}")
-        rc = _run(argv)
-        if rc != 0:
-            raise criu.failure("checkpoint" if not opts.pre_dump else "checkpoint (pre-dump)", rc,
-                               os.path.join(work, criu.DUMP_LOG))
+        what = "checkpoint" if not opts.pre_dump else "checkpoint (pre-dump)"
+        _dump(criu.resolve(ctx.criu), what, pid, opts, images, work, rec, mounts)
         if opts.leave_running or opts.pre_dump:
             return
         # CRIU killed the processes once dumped: the container is over (runc destroys it too).
@@ -133,18 +124,48 @@ def checkpoint(ctx: Context, container_id: str, opts: criu.CriuOptions) -> None:
         destroy(cdir, rec)
 
 
-def _run(argv: list[str]) -> int:
-    """Run criu with no stdio of ours (its log is the file) and return its wait status."""
+def _dump(binary: str, what: str, pid: int, opts: criu.CriuOptions, images: str, work: str,
+          rec: Record, mounts: list[MountInfo]) -> None:
+    """One dump request to ``criu swrk``; notifications (post-dump, network-lock ...) need
+    nothing from us and are just acknowledged."""
+    images_fd = os.open(images, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    work_fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    ours, theirs = criu_rpc.socketpair()
+    try:
+        req = criu.dump_opts(pid, opts, images_fd=images_fd, work_fd=work_fd, root=rec.rootfs,
+                             external_mounts=criu.external_mountpoints(mounts, _own_cgroupns(pid)),
+                             freeze_cgroup=_freezer(rec), net_ino=_own_netns(pid))
+        LOG.debug(f"checkpoint: criu swrk {req}")
+        child = _spawn_swrk(binary, theirs.fileno())
+        theirs.close()
+        try:
+            resp = criu_rpc.call(ours, criu_rpc.PRE_DUMP if opts.pre_dump else criu_rpc.DUMP, req,
+                                 lambda script, pid, fds: None)
+        except (OSError, criu_rpc.RpcError) as e:
+            raise criu.failure(what, os.path.join(work, criu.DUMP_LOG), str(e)) from None
+        finally:
+            ours.close()  # criu swrk exits once its connection is gone
+            os.waitpid(child, 0)
+        if not resp.success:
+            raise criu.failure(what, os.path.join(work, criu.DUMP_LOG), resp.cr_errmsg)
+    finally:
+        ours.close()
+        theirs.close()
+        os.close(images_fd)
+        os.close(work_fd)
+
+
+def _spawn_swrk(binary: str, sock: int) -> int:
+    """``criu swrk 3`` with /dev/null as stdio (its log is the file); its pid."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         pid = os.fork()
         if pid == 0:
             try:
-                for fd in range(3):
-                    os.dup2(null, fd)
-                os.execv(argv[0], argv)
+                criu_rpc.place_fds({0: null, 1: null, 2: null, criu_rpc.SWRK_FD: sock})
+                os.execv(binary, [binary, "swrk", str(criu_rpc.SWRK_FD)])
             finally:
                 os._exit(127)
     finally:
         os.close(null)
-    return os.waitpid(pid, 0)[1]
+    return pid

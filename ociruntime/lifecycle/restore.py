@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import _signal  # the C module: `signal` imports enum (~3 ms)
 import os
+import socket
 
-from ociruntime import criu, jsonio
+from ociruntime import criu, criu_rpc, jsonio
 from ociruntime.cgroups import new_manager
 from ociruntime.cgroups.layout import container_view
 from ociruntime.errors import ConfigError, OCIError, describe_oserror, suppress
+from ociruntime.hooks import run_hooks
 from ociruntime.lifecycle.context import Context
 from ociruntime.lifecycle.create import _hook_json, _now_rfc3339, _Spawn
 from ociruntime.linux import mount as m
 from ociruntime.linux import ns, prctl
+from ociruntime.linux.tty import connect_unix, send_fd
 from ociruntime.log import LOG
 from ociruntime.plan import InitPlan, build
 from ociruntime.record import dataclass
@@ -42,7 +45,7 @@ from ociruntime.state.store import Record, Store
 
 # Namespaces CRIU is told to join by path (runc: every joined one but net, pid and cgroup).
 _JOINABLE = {"ipc": "ipc", "uts": "uts"}
-_UNRUN_HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart")
+_UNRUN_HOOKS = ("createContainer", "startContainer", "poststart")
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,10 @@ class RestoreOptions:
 def _check_plan(plan: InitPlan, config: dict, opts: RestoreOptions) -> None:
     """What restore refuses, each in one line, before anything is made."""
     terminal = bool(config["process"].get("terminal"))
-    if terminal:
-        raise ConfigError("restore: containers with a terminal are not supported (criu's command "
-                          "line cannot hand the pty master to --console-socket)")
-    if opts.console_socket:
+    if terminal and not opts.console_socket:
+        # CRIU hands the new pty master over (orphan-pts-master); only a console socket takes it.
+        raise ConfigError("restore: a container with a terminal needs --console-socket")
+    if opts.console_socket and not terminal:
         raise ConfigError("cannot use console socket if runc will not detach or allocate tty")
     if not plan.new_mntns or not plan.new_pidns:
         raise ConfigError("restore: the container needs its own mount and pid namespaces")
@@ -110,27 +113,37 @@ def _netns_fd(plan: InitPlan) -> int:
     return _fresh_netns() if plan.new_netns else -1
 
 
-def _criu_child(argv: list[str], rootfs: str, croot: str, readonly: bool, netfd: int, go: int,
-                err: int) -> None:
+def _criu_child(binary: str, rootfs: str, croot: str, readonly: bool, netfd: int, dirs: tuple[str, str],
+                ctl: socket.socket) -> None:
     """In the forked child: wait until the parent put us in the cgroup, make a private mount
-    namespace with the rootfs at ``croot``, then become criu.  Never returns."""
+    namespace with the rootfs at ``croot``, then become ``criu swrk``.  Never returns.
+
+    CRIU reaches the image and work directories as /proc/<peer>/fd/N of the process that made
+    its socketpair, and mounts its cgroup yard in the work directory: fds opened by the parent
+    belong to the parent's mount namespace, where a mount from here fails (EINVAL).  So this
+    child opens them after unshare and makes the socketpair itself (the peer is then criu, this
+    very process after exec), and hands the parent its end over ``ctl``.
+    """
     try:
-        if os.read(go, 1) != b"g":
+        if ctl.recv(1) != b"g":
             os._exit(1)
-        with open("/proc/self/cgroup") as f:
-            for ctrl, path in criu.cgroup_roots(f.read()):
-                argv += ["--cgroup-root", f"{ctrl}:{path}" if ctrl else path]
         ns.unshare(ns.CLONE_NEWNS)
         m.mount(None, "/", None, m.MS_REC | m.MS_PRIVATE)
         m.mount(rootfs, croot, None, m.MS_BIND | m.MS_REC)
         if readonly:
             m.mount(None, croot, None, m.MS_REMOUNT | m.MS_BIND | m.MS_RDONLY)
+        opened = [os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) for d in dirs]
+        parent_end, criu_end = criu_rpc.socketpair()
+        socket.send_fds(ctl, [b"s"], [parent_end.fileno()])
+        # criu's fd table: 0-2 the container's stdio (ours), then these.
+        fds = {criu_rpc.SWRK_FD: criu_end.fileno(), criu.IMAGES_FD: opened[0], criu.WORK_FD: opened[1]}
         if netfd >= 0:
-            os.dup2(netfd, criu.NET_FD)  # inheritable
-        os.execv(argv[0], argv)
+            fds[criu.NET_FD] = netfd
+        criu_rpc.place_fds(fds)
+        os.execv(binary, [binary, "swrk", str(criu_rpc.SWRK_FD)])
     except OSError as e:
         with suppress(OSError):
-            os.write(err, describe_oserror(e).encode())
+            ctl.send(b"e" + describe_oserror(e).encode())
     finally:
         os._exit(127)
 
@@ -160,13 +173,14 @@ def restore(ctx: Context, container_id: str, copts: criu.CriuOptions, opts: Rest
         _check_plan(plan, config, opts)
         unrun = [k for k in _UNRUN_HOOKS if plan.hooks.get(k)]
         if unrun:
+            # runc runs only prestart and createRuntime (at CRIU's setup-namespaces) on restore.
             LOG.warning(f"restore: {', '.join(unrun)} hooks are not run on restore")
         manager.check_existing(LOG.warning)
         if linux.get("seccomp"):
             cdir.write_file("seccomp.json", jsonio.dumps(linux["seccomp"]).encode())
         spawn = _Spawn(plan, cdir, manager)
         cdir.save_intent(spawn.intent)
-        rec = _restore(binary, spawn, config, copts, images, descriptors)
+        rec = _restore(binary, spawn, config, copts, images, descriptors, opts.console_socket)
         cdir.save(rec)
         if opts.pid_file:
             write_pid_file(opts.pid_file, rec.pid)
@@ -184,74 +198,107 @@ def restore(ctx: Context, container_id: str, copts: criu.CriuOptions, opts: Rest
 
 
 def _restore(binary: str, spawn: _Spawn, config: dict, copts: criu.CriuOptions, images: str,
-             descriptors: list[str]) -> Record:
+             descriptors: list[str], console_socket: str | None) -> Record:
     plan, manager, cdir = spawn.plan, spawn.manager, spawn.cdir
+    rec = Record(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs.rootfs,
+                 created=_now_rfc3339(), owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+                 annotations=plan.annotations, cgroup=None, own_pid_ns=plan.new_pidns,
+                 kept_mounts=None, pid=0, pid_start=0, started=True, init_exe=None)
     manager.create()
     work = os.path.abspath(copts.work_path) if copts.work_path else images
     try:
         os.makedirs(work, 0o700, exist_ok=True)
     except OSError as e:
         raise OCIError(f"restore: create {work}: {describe_oserror(e)}") from None
+    log = os.path.join(work, criu.RESTORE_LOG)
+    console_fd = -1
+    if console_socket:
+        # Before criu runs, so a wrong path fails with nothing restored (create does the same).
+        try:
+            console_fd = connect_unix(console_socket)
+        except OSError as e:
+            raise OCIError(f"connect to console socket {console_socket}: {describe_oserror(e)}") from None
     croot = os.path.join(cdir.path, "criu-root")
     os.mkdir(croot, 0o755)
-    pidfile = os.path.join(cdir.path, "criu.pid")
     netfd = _netns_fd(plan)
     inherit = criu.inherit_fds(descriptors)
     if netfd >= 0:
         inherit.append((criu.NET_FD, criu.NET_KEY))
-    argv = criu.restore_argv(binary, copts, images=images, work=work, root=croot, pidfile=pidfile,
-                             mounts=criu.restore_mounts(plan.rootfs), inherit=inherit,
-                             join_ns=[(_JOINABLE[k], p) for k, p in plan.join if k in _JOINABLE])
-    LOG.debug(f"restore: {' '.join(argv)}")
-    go_r, go_w = os.pipe()
-    err_r, err_w = os.pipe()
-    # The restored init is cloned with CLONE_PARENT (our child); anything else criu leaves
-    # behind on failure is reparented to us, so undo can reap it.
+    ctl, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def notified(script: str, pid: int, fds: list[int]) -> None:
+        if script == "setup-namespaces":
+            # The restored tree's namespaces exist, its processes do not run yet: where runc runs
+            # prestart and createRuntime hooks on restore (in the bundle, like create's).
+            rec.pid = pid
+            state = rec.oci_state("creating")
+            for kind in ("prestart", "createRuntime"):
+                if plan.hooks.get(kind):
+                    run_hooks(kind, plan.hooks[kind], state, cwd=plan.bundle)
+        elif script == "post-restore":
+            spawn.init = pid  # from here on, undo kills the restored tree
+        elif script == "orphan-pts-master":
+            if console_fd < 0 or not fds:
+                raise OCIError("restore: criu sent a terminal, but there is no --console-socket")
+            send_fd(console_fd, b"orphan-pts-master", fds[0])
+
+    # The restored init is criu's sibling (rst_sibling): our child, like create's init; anything
+    # else criu leaves behind on failure is reparented to us, so undo can reap it.
     prctl.set_child_subreaper(True)
     child = os.fork()
     if child == 0:
-        os.close(go_w)
-        os.close(err_r)
-        _criu_child(argv, plan.rootfs.rootfs, croot, plan.rootfs.readonly, netfd, go_r, err_w)
-    os.close(go_r)
-    os.close(err_w)
+        ctl.close()
+        _criu_child(binary, plan.rootfs.rootfs, croot, plan.rootfs.readonly, netfd, (images, work), ctl_child)
+    ctl_child.close()
     if netfd >= 0:
         os.close(netfd)
+    resp: criu_rpc.Resp | None = None
+    failed: BaseException | None = None
+    reason = ""
+    ours: socket.socket | None = None
     try:
-        try:
-            manager.join(child)
-            # After the join, as in create: the systemd driver's scope exists only from then on.
-            manager.set_resources((config.get("linux") or {}).get("resources") or {})
-            # Only once criu is in the container's cgroup: the restored tasks must start there.
-            os.write(go_w, b"g")
-        finally:
-            os.close(go_w)  # without "g" the child exits at once
-        _, status = os.waitpid(child, 0)
-        reason = os.read(err_r, 4096).decode(errors="replace")
-    except BaseException:
+        manager.join(child)
+        # After the join, as in create: the systemd driver's scope exists only from then on.
+        manager.set_resources((config.get("linux") or {}).get("resources") or {})
+        # Only once criu is in the container's cgroup: the restored tasks must start there.
+        ctl.send(b"g")
+        msg, fds, _, _ = socket.recv_fds(ctl, 4096, 1)
+        if fds:
+            ours = socket.socket(fileno=fds[0])
+        if msg != b"s" or ours is None:
+            reason = msg[1:].decode(errors="replace") if msg.startswith(b"e") else "criu did not start"
+        else:
+            with open(f"/proc/{child}/cgroup") as f:
+                roots = criu.cgroup_roots(f.read())
+            req = criu.restore_opts(copts, images_fd=criu.IMAGES_FD, work_fd=criu.WORK_FD, root=croot,
+                                    mounts=criu.restore_mounts(plan.rootfs), inherit=inherit,
+                                    cgroup_roots=roots,
+                                    join_ns=[(_JOINABLE[k], p) for k, p in plan.join if k in _JOINABLE])
+            LOG.debug(f"restore: criu swrk {req}")
+            try:
+                resp = criu_rpc.call(ours, criu_rpc.RESTORE, req, notified)
+            except (OSError, criu_rpc.RpcError) as e:
+                failed = e
+    finally:
+        ctl.close()  # without "g" the child exits at once
+        if ours is not None:
+            ours.close()  # criu swrk exits once its connection is gone
+        if console_fd >= 0:
+            os.close(console_fd)
         with suppress(ChildProcessError):
             os.waitpid(child, 0)
-        raise
-    finally:
-        os.close(err_r)
     if reason:
         raise OCIError(f"restore: prepare criu: {reason}")
-    pid = 0
-    with suppress(OSError, ValueError):
-        with open(pidfile) as f:
-            pid = int(f.read().strip() or 0)
+    if resp is None or not resp.success:
+        raise criu.failure("restore", log, str(failed) if resp is None else resp.cr_errmsg)
+    pid = resp.pid
     spawn.init = pid
-    if status != 0:
-        raise criu.failure("restore", status, os.path.join(work, criu.RESTORE_LOG))
     if pid <= 0:
-        raise OCIError(f"restore: criu reported no pid (log: {os.path.join(work, criu.RESTORE_LOG)})")
+        raise OCIError(f"restore: criu reported no pid (log: {log})")
     with suppress(OSError):
         os.rmdir(croot)
-    rec = Record(id=plan.container_id, bundle=plan.bundle, rootfs=plan.rootfs.rootfs,
-                 created=_now_rfc3339(), owner="root" if os.geteuid() == 0 else str(os.geteuid()),
-                 annotations=plan.annotations, cgroup=manager.to_state(), own_pid_ns=plan.new_pidns,
-                 kept_mounts=None, pid=pid, pid_start=start_time(pid) or 0, started=True,
-                 init_exe=exe_identity(pid))
+    rec.pid, rec.pid_start, rec.init_exe = pid, start_time(pid) or 0, exe_identity(pid)
+    rec.cgroup = manager.to_state()
     rec.hooks = {k: [_hook_json(h) for h in v] for k, v in plan.hooks.items()
                  if k in ("poststart", "poststop") and v}
     spawn.intent.pid, spawn.intent.pid_start = rec.pid, rec.pid_start
