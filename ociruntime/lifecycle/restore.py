@@ -2,16 +2,21 @@
 
 Like create, restore makes the state directory, the cgroup (with the bundle's resources) and the
 record ``state``/``kill``/``exec``/``delete`` work from; CRIU rebuilds the processes, their
-namespaces and their mounts from the images (the rootfs is CRIU's ``--root``), as it does under
+namespaces and their mounts from the images (the rootfs is CRIU's ``root``), as it does under
 runc.  The steps::
 
     ociruntime restore                 state dir, intent, cgroup + resources, network namespace
-      └─ child (becomes criu)          joined to the cgroup by the parent; a private mount
+      └─ child (becomes criu swrk)     joined to the cgroup by the parent; a private mount
          │                             namespace with the rootfs bound at <state>/criu-root
-         │                             (read-only if root.readonly); exec criu restore
-         │                             --restore-detached --restore-sibling
-         └─ restored init              CLONE_PARENT: our child, like create's init; its pid from
-                                       criu's --pidfile; criu exits
+         │                             (read-only if root.readonly); opens the image and work
+         │                             dirs there, makes the RPC socketpair, sends the parent
+         │                             its end; exec criu swrk 3
+         │   parent ⇄ criu (criu_rpc)  RESTORE request (rst_sibling); notifications:
+         │                             setup-namespaces -> prestart + createRuntime hooks,
+         │                             orphan-pts-master -> the pty master to --console-socket,
+         │                             post-restore -> the pid undo must kill; answer: the pid
+         └─ restored init              criu's sibling: our child, like create's init; criu exits
+                                       when we close the connection
 
 The criu-root bind lives only in the criu process's mount namespace, so neither success nor a
 failure leaves a mount behind.  Any failure undoes everything (processes, cgroup, state dir).
