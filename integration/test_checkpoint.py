@@ -350,11 +350,13 @@ def test_checkpoint_restore_with_dev_null_stdin(rt, bundle, pipes, tmp_path: Pat
 
 
 @needs_criu
-def test_podman_checkpoint_restore(podman: Podman) -> None:  # noqa: F811
-    """`podman container checkpoint/restore`: conmon's /dev/null stdin, podman's bind mounts
+@pytest.mark.parametrize("run_flags", [["-d"], ["-dt"]], ids=["detached", "terminal"])
+def test_podman_checkpoint_restore(podman: Podman, run_flags: list[str]) -> None:  # noqa: F811
+    """`podman container checkpoint/restore`: conmon's /dev/null stdin (or, with -t, a terminal
+    whose new master restore sends to conmon's console socket), podman's bind mounts
     (/etc/hosts, /run/.containerenv ...) and, on v2, a private cgroup namespace."""
     count = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done"
-    cid = podman("run", "-d", IMAGE, "sh", "-c", count, check=True).stdout.strip()
+    cid = podman("run", *run_flags, IMAGE, "sh", "-c", count, check=True).stdout.strip()
     time.sleep(0.5)
     podman("container", "checkpoint", cid, check=True)
     assert podman.inspect(cid, "{{.State.Status}}") == "exited"
