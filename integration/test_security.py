@@ -216,6 +216,28 @@ def test_cgroup_mounts_readonly_inside(rt, bundle) -> None:
     assert b"Read-only file system" in p.stdout
 
 
+_CGROUP_OPTS = "grep ' /sys/fs/cgroup/memory ' /proc/self/mountinfo | cut -d' ' -f6"
+
+
+def _rw_cgroup(caps: list[str]):
+    def mutate(cfg: dict) -> None:
+        for mnt in cfg["mounts"]:
+            if mnt["type"] == "cgroup":
+                mnt["options"] = [o for o in mnt.get("options", []) if o != "ro"] + ["rw"]
+        for kind in ("bounding", "effective", "permitted"):
+            cfg["process"]["capabilities"][kind] = caps
+    return mutate
+
+
+def test_rw_cgroup_mount_without_cgroupns_stays_read_only_unless_privileged(rt, bundle) -> None:
+    """No cgroup namespace: a config's "rw" cgroup mount is forced read-only (stricter than runc)
+    unless the process holds CAP_SYS_ADMIN and could mount a writable cgroupfs itself anyway (a
+    privileged container: containerd asks for rw there, for systemd or an engine inside)."""
+    for caps, opts in ((["CAP_CHOWN"], b"ro,"), (["CAP_SYS_ADMIN"], b"rw,")):
+        p = rt("run", "--bundle", str(bundle(["sh", "-c", _CGROUP_OPTS], _rw_cgroup(caps))), new_id())
+        assert p.returncode == 0 and p.stdout.startswith(opts), (caps, p)
+
+
 def test_runtime_interpreter_never_executed_in_the_container(rt, bundle) -> None:
     """CVE-2019-5736 for a Python runtime: until execve the process's /proc/self/exe is the host
     interpreter.  An image must not get it executed, directly or through a #! chain."""

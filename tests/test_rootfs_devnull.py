@@ -6,12 +6,11 @@ Each case runs in a forked child with a private mount namespace whose /dev is a 
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
 import pytest
-from forked import ChildError, run_in_child
+from forked import run_in_child
 
 from ociruntime.linux import mount as m
 from ociruntime.rootfs.devices import reopen_dev_null
@@ -59,12 +58,21 @@ def test_host_dev_null_stdio_is_replaced_and_other_stdio_kept() -> None:
     assert (mode, cloexec) == (os.O_RDWR, 0)
 
 
-def test_a_container_dev_null_that_is_no_null_device_is_refused() -> None:
-    def child() -> None:
+@pytest.mark.parametrize("swap", ["file", "symlink"])
+def test_a_swapped_dev_null_is_not_used(swap: str) -> None:
+    """crun CVE-2026-88265: a /dev/null that is no null device, or a symlink to one, is never
+    opened onto stdio; the caller's fds stay."""
+    def child() -> list:
+        host_null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(host_null, 0)
+        host_mnt = _mnt_id(0)
         _fresh_dev(null_node=False)
+        if swap == "symlink":
+            os.mknod("/dev/real-null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+            os.unlink("/dev/null")
+            os.symlink("/dev/real-null", "/dev/null")
         reopen_dev_null()
+        return [host_mnt, _mnt_id(0)]
 
-    with pytest.raises(ChildError) as info:
-        run_in_child(child)
-    assert info.value.out["errno"] == errno.EINVAL
-    assert "not the null device" in info.value.out["msg"]
+    before, after = run_in_child(child)
+    assert before == after

@@ -345,3 +345,15 @@ def test_late_readonly_marks() -> None:
     # a read-only tmpfs is always late (its mode or copy-up comes after mounting), even alone
     plan = _plan(_config(mounts=[{**ro_tmpfs, "destination": "/tmp"}]))
     assert plan.mounts[0].late_ro
+
+
+@pytest.mark.parametrize(("bounding", "namespaces", "expected"), [
+    (["CAP_SYS_ADMIN", "CAP_CHOWN"], [{"type": "mount"}], True),
+    (["CAP_CHOWN"], [{"type": "mount"}], False),
+    (["CAP_SYS_ADMIN"], [{"type": "mount"}, {"type": "user"}], False),  # no cgroupfs mount in a userns
+    (None, [{"type": "mount"}], False),
+])
+def test_can_mount_cgroupfs(bounding, namespaces, expected) -> None:
+    process = {"capabilities": {"bounding": bounding}} if bounding is not None else {}
+    plan = _plan(_config(linux={"namespaces": namespaces}, process=process))
+    assert plan.can_mount_cgroupfs is expected

@@ -170,24 +170,28 @@ def _is_dev_null(st: os.stat_result) -> bool:
 def reopen_dev_null() -> None:
     """Point stdio that is the *host's* /dev/null at the container's /dev/null (runc's reOpenDevNull).
 
-    Engines hand a detached container the host's /dev/null as stdin (conmon does).  An fd on a
-    mount outside the container is something CRIU cannot dump ("Can't lookup mount"), so
-    checkpoint would refuse it; the container's own node works the same and is dumpable.  After
-    pivot_root, so the path resolves in the container, and only when we populated its /dev.
+    Engines hand a container the host's /dev/null as stdio (conmon for a detached container's
+    stdin, containerd's shim read-only for a CRI container's).  An fd on a mount outside the
+    container is something CRIU cannot dump, and a read-only one is not what runc gives: the
+    container's own node, opened read-write, is.  After pivot_root, so the path resolves in the
+    container, and only when we populated its /dev.  The node must be a real 1:3 character
+    device reached without a symlink (O_NOFOLLOW; crun CVE-2026-88265): anything else -- a
+    createContainer hook may have swapped it -- is left alone, and stdio stays what the caller
+    gave.
     """
-    with error_context("reopen /dev/null", "/dev/null"):
-        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-        try:
-            if not _is_dev_null(os.fstat(fd)):
-                raise oserror(errno.EINVAL, "the container's /dev/null is not the null device", "/dev/null")
-            for n in range(3):
-                try:
-                    st = os.fstat(n)
-                except OSError as e:
-                    if e.errno == errno.EBADF:
-                        continue  # a closed stdio fd stays closed
-                    raise
-                if _is_dev_null(st):
-                    os.dup2(fd, n)
-        finally:
-            os.close(fd)
+    try:
+        fd = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY)
+    except OSError:
+        return  # missing, or a symlink (ELOOP): keep the caller's stdio
+    try:
+        if not _is_dev_null(os.fstat(fd)):
+            return
+        for n in range(3):
+            try:
+                st = os.fstat(n)
+            except OSError:
+                continue  # a closed stdio fd stays closed
+            if _is_dev_null(st):
+                os.dup2(fd, n)
+    finally:
+        os.close(fd)

@@ -456,11 +456,15 @@ def _mount_cgroup_v2(root: Root, plan: RootfsPlan, spec: MountSpec, flags: int) 
 def mount_cgroup(root: Root, plan: RootfsPlan, spec: MountSpec) -> None:
     """A ``type: cgroup``/``cgroup2`` entry: the layout depends on the host and the cgroupns.
 
-    Without a cgroup namespace the container must never get a writable cgroupfs
-    (CVE-2023-25809), so read-only is forced there; otherwise ``ro`` in the options is honoured.
+    Without a cgroup namespace a writable cgroupfs shows (and lets one rewrite) cgroups beyond
+    the container's own, so read-only is forced there (stricter than runc, which forces it only
+    for rootless containers, CVE-2023-25809) -- unless the process could mount a writable
+    cgroupfs itself anyway (CAP_SYS_ADMIN in its bounding set, no user namespace: a privileged
+    container, to which containerd gives an ``rw`` cgroup mount for systemd or an engine
+    inside).  Otherwise ``ro`` in the options is honoured.
     """
     flags = spec.flags & ~(m.MS_BIND | m.MS_REC | m.MS_REMOUNT)
-    if not plan.cgroupns:
+    if not plan.cgroupns and not plan.can_mount_cgroupfs:
         flags |= m.MS_RDONLY
     if plan.cgroup_layout == "v2" or spec.fstype == "cgroup2":
         _mount_cgroup_v2(root, plan, spec, flags)

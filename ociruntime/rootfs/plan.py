@@ -179,6 +179,9 @@ class RootfsPlan:
     # v1 mount data per directory where the name does not say it ("systemd" -> "none,name=systemd").
     cgroup_data: dict[str, str] = field(default_factory=dict)
     cgroupns: bool = False
+    # Whether the process could mount a writable cgroupfs itself (CAP_SYS_ADMIN in its bounding
+    # set, no user namespace): then forcing ours read-only protects nothing (rootfs/mounts.py).
+    can_mount_cgroupfs: bool = False
     cgroup_layout: str = "hybrid"
     # The configured rootfsPropagation, applied to the new "/" after pivot_root (0: none given).
     final_propagation: int = 0
@@ -439,6 +442,12 @@ def _root_propagation(linux: dict) -> int:
     return final
 
 
+def _bounding_has(process: dict, cap: str) -> bool:
+    caps = process.get("capabilities")
+    bounding = caps.get("bounding") if isinstance(caps, dict) else None
+    return isinstance(bounding, list) and cap in bounding
+
+
 def _namespaces(linux: dict) -> set[str]:
     raw = linux.get("namespaces") or []
     return {ns.get("type") for ns in raw if isinstance(ns, dict)}
@@ -486,6 +495,7 @@ def build_plan(
         cgroup_paths=dict(cgroup_paths),
         cgroup_data=dict(cgroup_data or {}),
         cgroupns="cgroup" in namespaces,
+        can_mount_cgroupfs="user" not in namespaces and _bounding_has(process, "CAP_SYS_ADMIN"),
         cgroup_layout=cgroup_layout,
         final_propagation=_final_propagation(linux),
         mntns="mount" in namespaces,
