@@ -409,8 +409,9 @@ def test_container_lifecycle_and_log(cri: Cri) -> None:
     got = [(m[2], m[3], m[4]) for m in lines if m]
     assert sorted(got) == sorted([("stdout", "F", "out1"), ("stderr", "F", "err1"), ("stdout", "F", "out2")])
     assert [g for g in got if g[0] == "stdout"] == [("stdout", "F", "out1"), ("stdout", "F", "out2")]
-    # a clean exit
-    cid2 = pod.start(["true"])
+    # a clean exit; the shim gave no stdin: the init has the container's /dev/null, read-write
+    # (runc's reOpenDevNull)
+    cid2 = pod.start(["sh", "-c", "grep -q '^flags:.*2$' /proc/self/fdinfo/0"])
     assert (pod.wait_exit(cid2)["exit_code"], pod.status_of(cid2)["reason"]) == (0, "Completed")
     # stop: SIGTERM answered (trap exits 0)
     cid3 = pod.start()

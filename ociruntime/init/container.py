@@ -13,7 +13,7 @@ import os
 from ociruntime.errors import describe_oserror
 from ociruntime.hooks import run_hooks
 from ociruntime.init.console import setup_console
-from ociruntime.init.process import ExecNotFound, Tail, become, load_notify_filter, prepare
+from ociruntime.init.process import ExecNotFound, Tail, become, load_notify_filter, prepare, reopen_dev_null
 from ociruntime.linux import keyring, sched
 from ociruntime.linux.ns import loopback_up, set_domainname, set_hostname
 from ociruntime.linux.personality import set_personality
@@ -127,6 +127,8 @@ def _setup(plan: InitPlan, chan: Channel, console_fd: int, step: list[str]) -> i
                   cwd=plan.rootfs.rootfs)
     step[0] = "pivot root"
     pivot(plan.rootfs)
+    step[0] = "reopen /dev/null"
+    reopen_dev_null()
     if proc.terminal:
         # After pivot_root: the pty must come from the container's own devpts.
         step[0] = "set up console"

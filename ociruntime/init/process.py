@@ -232,6 +232,32 @@ def set_user(proc: ProcessPlan) -> None:
 _DEV_NULL = os.makedev(1, 3)
 
 
+def reopen_dev_null() -> None:
+    """Make stdio that is some /dev/null the container's own /dev/null, opened read-write.
+
+    runc's reOpenDevNull, after pivot_root: an engine that gives the init no stdin (containerd's
+    shim, for a CRI container) passes the host's /dev/null, often read-only.  A root without a
+    /dev/null device of its own keeps what it was given.
+    """
+    try:
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(null)
+        if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL):
+            return
+        for fd in (0, 1, 2):
+            try:
+                cur = os.fstat(fd)
+            except OSError:
+                continue
+            if stat.S_ISCHR(cur.st_mode) and cur.st_rdev == _DEV_NULL:
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
 def chown_stdio(uid: int) -> None:
     """Give fds 0-2 to the process user (gid kept), so a non-root process can use its tty.
 
