@@ -10,9 +10,9 @@ DEMO_BUNDLE := build/demo-bundle
 # is the Docker Engine of integration/test_docker.py; uidmap (newuidmap/newgidmap) maps the
 # subordinate id ranges of rootless containers and rootless podman (integration/test_rootless.py);
 # criu does checkpoint/restore; systemd and dbus are PID 1 and the system bus in the guest of
-# test-systemd.
+# test-systemd; containernetworking-plugins has the loopback CNI plugin of integration/test_cri.py.
 APT_PACKAGES := python3-venv busybox-static gcc libc6-dev libseccomp2 runc qemu-system-x86 podman containerd \
-                docker.io uidmap criu systemd dbus
+                docker.io uidmap criu systemd dbus containernetworking-plugins
 # Packages with daemons (docker.io, containerd) must not start them on install: a dockerd would
 # make docker0 and iptables rules in the host's network namespace.  invoke-rc.d asks this policy
 # first (101: action forbidden); it is written only if the machine has none, and removed again.

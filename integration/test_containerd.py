@@ -14,13 +14,9 @@ the ``ctr`` fixture removes the empty ``<namespace>`` parent before the leak che
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
-import signal
 import subprocess
-import tarfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +24,17 @@ from pathlib import Path
 
 import pytest
 from conftest import bundles_build, new_id, run_in_pty
-from engines import CGROUP_ROOT, host_cgroup, launcher, mounts_under, proc_field, wait_for
+from engines import (
+    CGROUP_ROOT,
+    host_cgroup,
+    launcher,
+    mounts_under,
+    proc_field,
+    remove_empty_cgroups,
+    stop_daemon,
+    wait_for,
+    write_oci_archive,
+)
 
 pytestmark = pytest.mark.root
 
@@ -37,43 +43,6 @@ IMAGE = f"{IMAGE_BASE}:latest"
 TIMEOUT = 30
 # Detached tasks: sh as init answers SIGTERM (ctr task kill's default) with status 5.
 LOOP = ["sh", "-c", 'trap "exit 5" TERM; sleep 1000 & wait']
-
-
-# ---- the image ----------------------------------------------------------------------------------
-
-def _blob(blobs: Path, data: bytes) -> dict:
-    digest = hashlib.sha256(data).hexdigest()
-    (blobs / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
-def write_oci_archive(rootfs: Path, dest: Path, work: Path) -> None:
-    """An OCI image layout (image-spec v1.0) of ``rootfs`` as one layer, tarred to ``dest``."""
-    blobs = work / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    layer_tar = work / "layer.tar"
-    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(layer_tar), "."],
-                   check=True, timeout=TIMEOUT)
-    layer = _blob(blobs, layer_tar.read_bytes())
-    layer_tar.unlink()
-    config = {"architecture": "amd64", "os": "linux",
-              "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                         "Cmd": ["sh"]},
-              "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}
-    config_desc = _blob(blobs, json.dumps(config).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config_desc},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]}
-    manifest_desc = _blob(blobs, json.dumps(manifest).encode())
-    # A bare tag as ref.name: `ctr image import --base-name` turns it into IMAGE.
-    index = {"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest_desc,
-        "annotations": {"org.opencontainers.image.ref.name": "latest"}}]}
-    (work / "index.json").write_text(json.dumps(index))
-    (work / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    with tarfile.open(dest, "w") as tar:
-        for name in ("oci-layout", "index.json", "blobs"):
-            tar.add(work / name, arcname=name)
 
 
 # ---- the daemon ---------------------------------------------------------------------------------
@@ -98,20 +67,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 [plugins."io.containerd.internal.v1.opt"]
   path = "{tmp}/opt"
 """
-
-
-def remove_empty_cgroups(name: str) -> None:
-    """rmdir ``/sys/fs/cgroup/<hierarchy>/<name>`` bottom-up wherever no process is left in it."""
-    for top in CGROUP_ROOT.iterdir():
-        base = top / name
-        if not base.is_dir():
-            continue
-        for d, _, _ in os.walk(base, topdown=False):
-            try:
-                if not Path(d, "cgroup.procs").read_text().strip():
-                    os.rmdir(d)
-            except OSError:
-                continue
 
 
 class Ctr:
@@ -160,15 +115,6 @@ class Ctr:
             self("container", "rm", line)
 
 
-def _stop_daemon(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=20)
-
-
 @pytest.fixture(scope="session")
 def containerd_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path,
                    checker: Path) -> Iterator[Ctr]:
@@ -196,7 +142,7 @@ def containerd_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path,
         if daemon.poll() is None:
             ctr.remove_everything()
             ctr("image", "rm", IMAGE)
-            _stop_daemon(daemon)
+            stop_daemon(daemon)
         log.close()
         remove_empty_cgroups(ctr.namespace)
         for point in mounts_under(tmp):

@@ -262,6 +262,20 @@ def test_stdio_given_to_the_process_user(rt, bundle) -> None:
     assert os.stat("/dev/null").st_uid == 0
 
 
+def test_dev_null_stdio_reopened_in_the_container(rt, bundle) -> None:
+    """runc's reOpenDevNull: stdio that is the host's /dev/null (here a read-only stdin, as
+    containerd's shim gives a CRI container) becomes the container's own, opened read-write."""
+    script = "grep ^flags: /proc/self/fdinfo/0; stat -L -c %d:%i /proc/self/fd/0 /dev/null"
+    with open("/dev/null", "rb") as null:
+        p = rt("run", "--bundle", str(bundle(["sh", "-c", script])), new_id(), stdin=null)
+    assert p.returncode == 0, p.stderr
+    _, flags, stdin, own = p.stdout.decode().split()
+    assert int(flags, 8) & 3 == os.O_RDWR
+    assert stdin == own
+    host = os.stat("/dev/null")
+    assert own != f"{host.st_dev}:{host.st_ino}"
+
+
 @pytest.mark.parametrize(("env", "user", "home"), [
     ([], 0, "/root"), ([], 1000, "/home/user"), ([], 4242, "/"),
     (["HOME=/custom"], 1000, "/custom"), (["HOME="], 1000, "/home/user")])
