@@ -122,3 +122,30 @@ def write_oci_archive(rootfs: Path, dest: Path, work: Path, cmd: list[str] | Non
     with tarfile.open(dest, "w") as tar:
         for name in ("oci-layout", "index.json", "blobs"):
             tar.add(work / name, arcname=name)
+
+
+_NO_SNAPSHOTTERS = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+
+def containerd_config(tmp: Path, *, cri: bool) -> str:
+    """The head of a private containerd's config.toml (version 2): everything under ``tmp``, the
+    snapshotters this machine lacks disabled, and the CRI plugin too unless ``cri``."""
+    disabled = ([] if cri else ["io.containerd.grpc.v1.cri"]) + _NO_SNAPSHOTTERS
+    return f"""version = 2
+root = "{tmp}/root"
+state = "{tmp}/state"
+disabled_plugins = {json.dumps(disabled)}
+
+[grpc]
+  address = "{tmp}/containerd.sock"
+
+[ttrpc]
+  address = "{tmp}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{tmp}/opt"
+"""

@@ -26,6 +26,7 @@ import pytest
 from conftest import bundles_build, new_id, run_in_pty
 from engines import (
     CGROUP_ROOT,
+    containerd_config,
     host_cgroup,
     launcher,
     mounts_under,
@@ -48,25 +49,7 @@ LOOP = ["sh", "-c", 'trap "exit 5" TERM; sleep 1000 & wait']
 # ---- the daemon ---------------------------------------------------------------------------------
 
 def _config(tmp: Path) -> str:
-    return f"""version = 2
-root = "{tmp}/root"
-state = "{tmp}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                    "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = "{tmp}/containerd.sock"
-
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/opt"
-"""
+    return containerd_config(tmp, cri=False)
 
 
 class Ctr:

@@ -58,6 +58,7 @@ from cri_client import (
 )
 from engines import (
     CGROUP_ROOT,
+    containerd_config,
     launcher,
     mounts_under,
     proc_field,
@@ -93,24 +94,7 @@ def _config(tmp: Path, binaries: dict[str, str]) -> str:
   Root = "{tmp}/runtime-root/{name}"
   SystemdCgroup = false
 """ for name, binary in binaries.items())
-    return f"""version = 2
-root = "{tmp}/root"
-state = "{tmp}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-                    "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-
-[grpc]
-  address = "{tmp}/containerd.sock"
-
-[ttrpc]
-  address = "{tmp}/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{tmp}/opt"
-
+    return containerd_config(tmp, cri=True) + f"""
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   netns_mounts_under_state_dir = true
