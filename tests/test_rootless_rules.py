@@ -247,3 +247,12 @@ def test_prune_on_v2_refuses_with_runcs_fs2_wording(tmp_path: Path, monkeypatch:
     mgr = FsManager("v2", {"unified": leaf}, {"unified": str(tmp_path)})
     assert rootless_cg.prune(mgr, {"devices": []}, explicit_path=False) == {"unified": str(tmp_path)}
     assert mgr.paths == {}
+
+
+def test_no_cgroup_on_v2_refuses_device_rules_cleanly() -> None:
+    # A rootless container in no cgroup of its own on pure v2: an OCIError its caller ignores
+    # (create's _try_device_rules), never a crash.
+    mgr = FsManager("v2", {}, {})
+    with pytest.raises(ConfigError, match="the container has no cgroup of its own"):
+        mgr.set_resources({"devices": [{"allow": False, "access": "rwm"}]})
+    mgr.set_resources({"devices": [{"allow": True, "access": "rwm"}]}, skip_devices=True)
