@@ -28,9 +28,10 @@ def features() -> dict[str, Any]:
             "namespaces": sorted(NAMESPACES),
             "capabilities": [n for n, v in sorted(CAP_NAMES.items(), key=lambda kv: kv[1]) if v <= top],
             # v1/hybrid tested on the host, v2 (with the eBPF device filter) in a pure cgroup v2
-            # guest, the systemd driver in guests booted with systemd (v2 and hybrid).  No user
-            # (rootless) systemd driver yet; rdma is written but has no test hardware.
-            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False, "rdma": False},
+            # guest, the systemd driver in guests booted with systemd (v2 and hybrid), the user
+            # (rootless) systemd driver there with a user manager on v2, alone and under rootless
+            # podman; rdma is written but has no test hardware.
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True, "rdma": False},
             "seccomp": supported_features(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

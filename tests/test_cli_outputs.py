@@ -45,7 +45,8 @@ def test_features_valid_and_honest() -> None:
                                                "time"}
     assert "rro" in doc["mountOptions"] and "bind" in doc["mountOptions"]
     assert doc["linux"]["cgroup"]["systemd"] is True  # tested in the systemd guests
-    assert doc["linux"]["cgroup"]["systemdUser"] is False  # no user-session driver: never claimed
+    # The user manager's driver: tested in the systemd guest (integration/test_rootless_systemd.py).
+    assert doc["linux"]["cgroup"]["systemdUser"] is True
     assert "SCMP_ACT_NOTIFY" in doc["linux"]["seccomp"]["actions"]
 
 

@@ -232,3 +232,27 @@ def test_empty_manager_is_harmless(tmp_path: Path) -> None:
     mgr.destroy()
     with pytest.raises(OCIError):
         mgr.freeze()
+
+
+def test_prune_on_v2_refuses_with_runcs_fs2_wording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not delegated (the caller's parent cgroup is root's): runc's fs2 message, naming the directory.
+    monkeypatch.setattr(rootless_cg, "may_use", lambda mount, d: False)
+    leaf = str(tmp_path / "system.slice/c1")
+    mgr = FsManager("v2", {"unified": leaf}, {"unified": str(tmp_path)})
+    with pytest.raises(ConfigError) as ei:
+        rootless_cg.prune(mgr, {"pids": {"limit": 10}}, explicit_path=False)
+    assert str(ei.value) == ("rootless needs no limits + no cgrouppath when no permission is granted for "
+                             f"cgroups: mkdir {leaf}: permission denied")
+    # Without limits the container simply runs in the caller's cgroup.
+    mgr = FsManager("v2", {"unified": leaf}, {"unified": str(tmp_path)})
+    assert rootless_cg.prune(mgr, {"devices": []}, explicit_path=False) == {"unified": str(tmp_path)}
+    assert mgr.paths == {}
+
+
+def test_no_cgroup_on_v2_refuses_device_rules_cleanly() -> None:
+    # A rootless container in no cgroup of its own on pure v2: an OCIError its caller ignores
+    # (create's _try_device_rules), never a crash.
+    mgr = FsManager("v2", {}, {})
+    with pytest.raises(ConfigError, match="the container has no cgroup of its own"):
+        mgr.set_resources({"devices": [{"allow": False, "access": "rwm"}]})
+    mgr.set_resources({"devices": [{"allow": True, "access": "rwm"}]}, skip_devices=True)

@@ -73,7 +73,7 @@ MODPROBE = "/usr/lib/v2guest/modprobe"
 SYSTEMD_OPTIONS = ("systemd.unit=v2guest.target systemd.show_status=0 systemd.crash_reboot=1 "
                    f"sysctl.kernel.modprobe={MODPROBE} v2guest_init=systemd")
 SYSTEMD_TESTS = ("integration/test_systemd_guest.py", "integration/test_systemd_cgroup.py",
-                 "integration/test_engines_systemd.py")
+                 "integration/test_engines_systemd.py", "integration/test_rootless_systemd.py")
 # Set in the systemd guest to its stage name (systemd-v2, systemd-hybrid): tests that need
 # systemd as PID 1 skip without it.
 GUEST_ENV_VAR = "OCIRUNTIME_GUEST"

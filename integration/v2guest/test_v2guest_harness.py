@@ -172,6 +172,9 @@ def test_systemd_default_selection() -> None:
     n = len(run.SYSTEMD_TESTS)
     assert tuple(argv[-n:]) == run.SYSTEMD_TESTS and "integration/test_systemd_guest.py" in run.SYSTEMD_TESTS
     assert all((run.REPO / t).exists() for t in run.SYSTEMD_TESTS)
+    # The rootless systemd driver (a user manager) runs in both systemd stages (it checks the
+    # refusal on hybrid).
+    assert "integration/test_rootless_systemd.py" in run.SYSTEMD_TESTS
     assert "--basetemp=/v2guest-scratch/pytest" in argv
     assert run.pytest_argv(["-x", "a.py"], systemd=True)[-2:] == ["-x", "a.py"]
 

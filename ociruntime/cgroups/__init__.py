@@ -55,13 +55,15 @@ def new_manager(
     root: str = "/sys/fs/cgroup",
     layout: Layout | None = None,
     own_cgroups: dict[str, str] | None = None,
+    rootless: bool = False,
 ) -> Manager:
     """The manager for ``linux.cgroupsPath`` (None/empty: the container id, like runc).
 
     ``layout`` defaults to the mounts found in /proc/self/mountinfo at or below ``root``;
     ``own_cgroups`` (parsed /proc/self/cgroup) is read only for relative paths.  Both exist so
     tests can describe a fake hierarchy tree under a temporary ``root``.
-    ``systemd=True`` selects the systemd driver (cgroups/systemd.py: a transient scope).
+    ``systemd=True`` selects the systemd driver (cgroups/systemd.py: a transient scope), in the
+    caller's own (user) manager with ``rootless=True``.
     Raises ConfigError for an invalid path, OCIError when systemd is asked for but not running.
     """
     from ociruntime.cgroups.layout import check_cgroups_path, resolve_paths
@@ -72,7 +74,7 @@ def new_manager(
     if systemd:
         from ociruntime.cgroups.systemd import new_systemd_manager
 
-        return new_systemd_manager(cgroups_path, container_id, found)
+        return new_systemd_manager(cgroups_path, container_id, found, user=rootless)
     inner = check_cgroups_path(cgroups_path, container_id)
     paths = resolve_paths(inner, found, own_cgroups)
     mounts = {name: m.mountpoint for name, m in found.v1.items()}

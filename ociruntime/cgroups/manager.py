@@ -265,22 +265,23 @@ class FsManager(Manager):
 
         spec_rules = devices.parse_rules(spec_devices)
         rules = [*spec_rules, *devices.DEFAULT_RULES]
-        if self.mode == "v2":
+        d = self.paths.get(UNIFIED if self.mode == "v2" else "devices")
+        if self.mode == "v2" and d is not None:
             # v2 has no devices controller: the rules become a BPF_CGROUP_DEVICE program that
             # replaces whatever this cgroup had (an update).  Hybrid hosts keep the v1 controller
             # below, as runc's fs driver does.
             from ociruntime.cgroups import ebpf
 
-            ebpf.install(self.paths[UNIFIED], rules)
+            ebpf.install(d, rules)
             return
-        d = self.paths.get("devices")
+        # No cgroup to hold the rules (v1 without a devices controller; a rootless container in
+        # no cgroup of its own on v2, whose caller ignores this error as runc does).
         if d is None:
             if devices.allows_everything(rules):
                 return
-            raise ConfigError(
-                "linux.resources.devices: no devices cgroup controller is mounted; refusing to run "
-                "without device restrictions"
-            )
+            what = ("the container has no cgroup of its own" if self.mode == "v2"
+                    else "no devices cgroup controller is mounted")
+            raise ConfigError(f"linux.resources.devices: {what}; refusing to run without device restrictions")
         devices.apply_v1(d, rules)
 
     # --- processes ---------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 runc (cgroupfs driver, ``Rootless`` set) tries to create and join the cgroup in every hierarchy
 and, when that fails for lack of permission and ``cgroupsPath`` was not given, drops the
 hierarchy; a resource for a dropped controller then fails with "cannot set X limit: container
-could not join or create cgroup", and device rules are not expected to work at all.  Here the
+could not join or create cgroup" (on pure v2 runc's fs2 says "rootless needs no limits + no
+cgrouppath when no permission is granted for cgroups: mkdir ...: permission denied"), and device
+rules are not expected to work at all.  Here the
 same decision is made *before* anything is created (create must record what it is about to make,
 ARCHITECTURE.md "Crash safety"), from the kernel's own permission check (faccessat with the
 effective ids): a directory we may create below, a cgroup.procs we may write.  On a delegated
@@ -75,18 +77,27 @@ def prune(manager: Manager, resources: dict[str, Any] | None, explicit_path: boo
     permission error, as runc's does.  A resource whose controller is dropped (or absent) is a
     ConfigError with runc's wording."""
     dropped: dict[str, str] = {}
+    dropped_paths: dict[str, str] = {}
     if not explicit_path:
         for name in sorted(manager.paths):
             if not may_use(manager.mounts[name], manager.paths[name]):
                 dropped[name] = manager.mounts[name]
         for name in dropped:
-            del manager.paths[name]
+            dropped_paths[name] = manager.paths.pop(name)
             del manager.mounts[name]
     for name in requested_controllers(resources, manager.mode == "v2"):
-        if name not in manager.paths:
-            what = "unified" if name == UNIFIED else name
-            raise ConfigError(f"cannot set {what} limit: container could not join or create cgroup "
-                              "(rootless: no write access to it)")
+        if name in manager.paths:
+            continue
+        if name == UNIFIED and manager.mode == "v2":
+            # runc's fs2 wording (its mkdir failed where ours was not tried).
+            where = "no cgroup"
+            if name in dropped_paths:
+                where = f"mkdir {dropped_paths[name]}: permission denied"
+            raise ConfigError("rootless needs no limits + no cgrouppath when no permission is granted for "
+                              f"cgroups: {where}")
+        what = "unified" if name == UNIFIED else name
+        raise ConfigError(f"cannot set {what} limit: container could not join or create cgroup "
+                          "(rootless: no write access to it)")
     return dropped
 
 

@@ -19,6 +19,18 @@ What runc does, and so what engines expect (podman ``--cgroup-manager systemd``,
 * ``delete`` stops the unit (``StopUnit``) and then removes what is left in the hierarchies
   systemd does not manage.
 
+Rootless (``--systemd-cgroup`` with rootless cgroups: an unprivileged caller, or uid 0 in a user
+namespace such as rootless podman's) the scope is the *user's* manager's (``systemd --user``, found
+over the session bus or its private socket, cgroups/dbus.py), as runc's ``systemd/user.go``:
+
+* only on pure cgroup v2 (only there can systemd delegate a subtree to a user); elsewhere it is
+  refused with runc's message;
+* the default slice is ``user.slice``, and every slice is relative to the user manager's own
+  cgroup (its ``ControlGroup``, ``/user.slice/user-UID.slice/user@UID.service``): the
+  container's cgroup is below it, delegated to the user, so its files are written as with root;
+* no device properties: a user manager cannot attach a device program (nor can we: the rules
+  are tried and their failure ignored, as for every rootless container).
+
 Everything else (pids, freeze, stats, the files) is the cgroupfs manager's, on these paths.
 """
 
@@ -39,6 +51,7 @@ if TYPE_CHECKING:
 
 DRIVER = "systemd"
 DEFAULT_SLICE = "system.slice"
+DEFAULT_USER_SLICE = "user.slice"
 DEFAULT_PREFIX = "runc"
 U64_MAX = 2**64 - 1  # systemd's "infinity" for limits and USEC_INFINITY for CPU quota
 DEFAULT_PERIOD = 100_000
@@ -68,17 +81,19 @@ def expand_slice(slice_name: str) -> str:
     return path
 
 
-def parse_cgroups_path(cgroups_path: str | None, container_id: str) -> tuple[str, str]:
-    """``slice:prefix:name`` (runc's form) -> (slice, unit name)."""
+def parse_cgroups_path(cgroups_path: str | None, container_id: str, user: bool = False) -> tuple[str, str]:
+    """``slice:prefix:name`` (runc's form) -> (slice, unit name); an empty slice is
+    ``system.slice``, or ``user.slice`` in the user's manager (``user``)."""
+    default_slice = DEFAULT_USER_SLICE if user else DEFAULT_SLICE
     if not cgroups_path:
-        slice_name, prefix, name = DEFAULT_SLICE, DEFAULT_PREFIX, container_id
+        slice_name, prefix, name = default_slice, DEFAULT_PREFIX, container_id
     else:
         parts = cgroups_path.split(":")
         if len(parts) != 3:
             raise ConfigError('expected cgroupsPath to be of format "slice:prefix:name" for systemd '
                               f'cgroups, got "{cgroups_path}" instead')
         slice_name, prefix, name = parts
-        slice_name = slice_name or DEFAULT_SLICE
+        slice_name = slice_name or default_slice
     if name.endswith(".slice"):
         raise ConfigError(f'linux.cgroupsPath "{cgroups_path}": a container needs a scope, not a slice')
     unit = f"{prefix}-{name}.scope"
@@ -213,22 +228,35 @@ class SystemdManager(FsManager):
     """A transient scope; ``unit`` and ``slice`` name it, ``paths`` are its directories."""
 
     def __init__(self, mode: str, paths: dict[str, str], mounts: dict[str, str], unit: str,
-                 slice_name: str, created: list[str] | None = None, started: bool = False) -> None:
+                 slice_name: str, created: list[str] | None = None, started: bool = False,
+                 user_bus: tuple[str, bool] | None = None) -> None:
         super().__init__(mode, paths, mounts, created)
         self.unit = unit
         self.slice = slice_name
+        # The user's manager (rootless): the socket create reached it on, and whether it is a
+        # bus; later commands try their own environment's first (runc's rule), then this one.
+        self.user_bus = user_bus
         # Whether this container's start job succeeded: only then is the unit ours to stop.  A
         # unit of the same name that refused us belongs to someone else; a scope we started but
         # never recorded (a create killed midway) is removed by systemd once its processes die.
         self.started = started
 
+    @property
+    def user(self) -> bool:
+        return self.user_bus is not None
+
     def to_state(self) -> dict[str, Any]:
-        return {**super().to_state(), "driver": DRIVER, "unit": self.unit, "slice": self.slice,
-                "started": self.started}
+        out = {**super().to_state(), "driver": DRIVER, "unit": self.unit, "slice": self.slice,
+               "started": self.started}
+        if self.user_bus is not None:
+            out["userBus"] = list(self.user_bus)
+        return out
 
     def _connect(self) -> Connection:
         from ociruntime.cgroups.dbus import Connection
 
+        if self.user_bus is not None:
+            return Connection.open_user(extra=[self.user_bus])
         return Connection.open()
 
     def _systemd_dirs(self) -> set[str]:
@@ -311,7 +339,8 @@ class SystemdManager(FsManager):
         from ociruntime.cgroups.common import as_dict
 
         r = as_dict(resources, "linux.resources")
-        props, files_res = resource_props(r, self.mode, skip_devices=skip_devices)
+        # A user manager cannot attach a device program: no device properties there.
+        props, files_res = resource_props(r, self.mode, skip_devices=skip_devices or self.user)
         if props:
             from ociruntime.cgroups.dbus import DBusError
 
@@ -351,17 +380,41 @@ class SystemdManager(FsManager):
         super().destroy()
 
 
-def new_systemd_manager(cgroups_path: str | None, container_id: str, layout: Layout) -> SystemdManager:
-    """The manager for a container under the systemd driver (``layout``: the host's mounts)."""
+def new_systemd_manager(cgroups_path: str | None, container_id: str, layout: Layout,
+                        user: bool = False) -> SystemdManager:
+    """The manager for a container under the systemd driver (``layout``: the host's mounts);
+    ``user``: in the caller's own manager (rootless), which is asked for its cgroup now."""
     if not systemd_running():
         raise OCIError("systemd not running on this host, cannot use systemd as cgroup manager")
-    slice_name, unit = parse_cgroups_path(cgroups_path, container_id)
+    slice_name, unit = parse_cgroups_path(cgroups_path, container_id, user)
     inner = expand_slice(slice_name).rstrip("/") + "/" + unit
+    user_bus = None
+    if user:
+        if layout.mode != "v2":
+            # runc's refusal (systemd/v1.go): systemd delegates to users on cgroup v2 only.
+            raise OCIError("cannot use rootless systemd cgroups manager on cgroup v1")
+        manager_cgroup, user_bus = user_manager_cgroup()
+        inner = manager_cgroup.rstrip("/") + inner
     mounts = {name: m.mountpoint for name, m in layout.v1.items()}
     if layout.unified is not None:
         mounts[UNIFIED] = layout.unified.mountpoint
     paths = {name: os.path.join(mp, inner.lstrip("/")) for name, mp in mounts.items()}
-    return SystemdManager(layout.mode, paths, mounts, unit, slice_name)
+    return SystemdManager(layout.mode, paths, mounts, unit, slice_name, user_bus=user_bus)
+
+
+def user_manager_cgroup() -> tuple[str, tuple[str, bool]]:
+    """The user manager's own cgroup (``/user.slice/user-UID.slice/user@UID.service``) and the
+    socket it answered on."""
+    from ociruntime.cgroups.dbus import Connection, DBusError
+
+    with Connection.open_user() as conn:
+        try:
+            cgroup = conn.manager_property("ControlGroup")
+        except DBusError as exc:
+            raise OCIError(f"systemd (user): get ControlGroup: {exc}") from None
+        if not isinstance(cgroup, str) or not cgroup.startswith("/") or ".." in cgroup.split("/"):
+            raise OCIError(f"systemd (user): unusable ControlGroup {cgroup!r}")
+        return cgroup, (conn.path, conn.bus)
 
 
 def from_state(d: dict[str, Any]) -> SystemdManager:
@@ -371,6 +424,13 @@ def from_state(d: dict[str, Any]) -> SystemdManager:
     unit, slice_name, started = d.get("unit"), d.get("slice"), d.get("started")
     if not isinstance(unit, str) or not isinstance(slice_name, str) or not isinstance(started, bool):
         raise OCIError("cgroup state: malformed")
-    fs = fs_from_state({k: v for k, v in d.items() if k not in ("unit", "slice", "started")}
+    bus = d.get("userBus")
+    user_bus = None
+    if bus is not None:
+        if not (isinstance(bus, list) and len(bus) == 2 and isinstance(bus[0], str)
+                and isinstance(bus[1], bool)):
+            raise OCIError("cgroup state: malformed")
+        user_bus = (bus[0], bus[1])
+    fs = fs_from_state({k: v for k, v in d.items() if k not in ("unit", "slice", "started", "userBus")}
                        | {"driver": "cgroupfs"})
-    return SystemdManager(fs.mode, fs.paths, fs.mounts, unit, slice_name, fs.created, started)
+    return SystemdManager(fs.mode, fs.paths, fs.mounts, unit, slice_name, fs.created, started, user_bus)

@@ -134,9 +134,12 @@ def create(ctx: Context, container_id: str, opts: CreateOptions) -> Record:
     cdir = store.create(container_id)
     spawn: _Spawn | None = None
     try:
-        manager = new_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup)
+        # Rootless with the systemd driver: a scope of the user's own manager (a delegated
+        # subtree, so nothing to prune); with cgroupfs: only what we may write (runc's rules).
+        manager = new_manager(linux.get("cgroupsPath"), container_id, systemd=ctx.systemd_cgroup,
+                              rootless=rootless_cgroups)
         view_paths, view_mounts = manager.paths, manager.mounts
-        if rootless_cgroups:
+        if rootless_cgroups and not ctx.systemd_cgroup:
             from ociruntime.cgroups.rootless import own_dirs, prune
 
             dropped = prune(manager, linux.get("resources"), bool(linux.get("cgroupsPath")))
