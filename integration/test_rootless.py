@@ -513,16 +513,31 @@ class Podman:
         (t / "storage.conf").write_text(podman_storage_conf(t))
         subprocess.run(["chown", "-R", f"{self.u.uid}:{self.u.gid}", str(t)], check=True)
 
+    # The cgroup manager podman is told to use, and what its environment adds for it.
+    cgroup_manager = "cgroupfs"
+
+    def extra_env(self) -> dict[str, str]:
+        return {}
+
     def __call__(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         t = self.tmp
         env = self.u.env(CONTAINERS_CONF=f"{t}/containers.conf", CONTAINERS_STORAGE_CONF=f"{t}/storage.conf",
-                         XDG_CONFIG_HOME=f"{t}/xdg-config", XDG_DATA_HOME=f"{t}/xdg-data")
+                         XDG_CONFIG_HOME=f"{t}/xdg-config", XDG_DATA_HOME=f"{t}/xdg-data", **self.extra_env())
         p = self.u.run(["podman", "--root", f"{t}/root", "--runroot", f"{t}/run", "--storage-driver", "vfs",
-                        "--events-backend", "file", "--cgroup-manager", "cgroupfs", "--runtime", self.runtime,
-                        *args], env=env)
+                        "--events-backend", "file", "--cgroup-manager", self.cgroup_manager,
+                        "--runtime", self.runtime, *args], env=env)
         if check and p.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p
+
+    def import_busybox(self, base: Path) -> subprocess.CompletedProcess:
+        """Import the busybox rootfs of bundles/build.py (built under ``base``) as IMAGE."""
+        img = base / "image"
+        bundles_build.build_bundle(img, checker=CHECKER, rootfs_cache=base / "cache")
+        tar = base / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(img / "rootfs"), "-cf", str(tar), "."], check=True, timeout=TIMEOUT)
+        tar.chmod(0o644)
+        return self("import", str(tar), IMAGE)
 
 
 @pytest.fixture(scope="module")
@@ -532,12 +547,8 @@ def podman(user: User) -> Podman:
             pytest.skip(f"{tool} is not installed")
     pm = Podman(user)
     pm.setup()
-    img = user.base / "image"
-    bundles_build.build_bundle(img, checker=CHECKER, rootfs_cache=user.base / "cache")
-    tar = user.base / "rootfs.tar"
-    subprocess.run(["tar", "-C", str(img / "rootfs"), "-cf", str(tar), "."], check=True, timeout=TIMEOUT)
-    tar.chmod(0o644)
-    pm("import", str(tar), IMAGE, check=True)
+    p = pm.import_busybox(user.base)
+    assert p.returncode == 0, p.stderr
     return pm
 
 

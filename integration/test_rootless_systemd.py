@@ -375,35 +375,20 @@ def test_cgroupfs_outside_a_delegated_subtree(sess: SessionUser) -> None:
 # ---- rootless podman, --cgroup-manager systemd --------------------------------------------------
 
 class SystemdPodman(Podman):
-    def __call__(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-        t = self.tmp
-        env = self.u.env(CONTAINERS_CONF=f"{t}/containers.conf", CONTAINERS_STORAGE_CONF=f"{t}/storage.conf",
-                         XDG_CONFIG_HOME=f"{t}/xdg-config", XDG_DATA_HOME=f"{t}/xdg-data",
-                         DBUS_SESSION_BUS_ADDRESS=f"unix:path={self.u.xdg}/bus")
-        p = self.u.run(["podman", "--root", f"{t}/root", "--runroot", f"{t}/run", "--storage-driver", "vfs",
-                        "--events-backend", "file", "--cgroup-manager", "systemd", "--runtime", self.runtime,
-                        *args], env=env)
-        if check and p.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)} failed ({p.returncode}): {p.stderr}")
-        return p
+    cgroup_manager = "systemd"
+
+    def extra_env(self) -> dict[str, str]:
+        return {"DBUS_SESSION_BUS_ADDRESS": f"unix:path={self.u.xdg}/bus"}
 
 
 @pytest.fixture(scope="module")
 def spodman(session: SessionUser) -> SystemdPodman:
-    from conftest import bundles_build
-    from test_rootless import CHECKER
-
     for tool in ("podman", "conmon", "tar"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     pm = SystemdPodman(session)
     pm.setup()
-    img = session.base / "image-sd"
-    bundles_build.build_bundle(img, checker=CHECKER, rootfs_cache=session.base / "cache")
-    tar = session.base / "rootfs-sd.tar"
-    subprocess.run(["tar", "-C", str(img / "rootfs"), "-cf", str(tar), "."], check=True, timeout=TIMEOUT)
-    tar.chmod(0o644)
-    p = pm("import", str(tar), IMAGE)
+    p = pm.import_busybox(session.base)
     if p.returncode != 0:
         debug = pm("--log-level", "debug", "info")
         unshare = pm("unshare", "ls", "-la", pm.runtime)
