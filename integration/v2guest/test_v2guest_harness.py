@@ -177,6 +177,11 @@ def test_systemd_default_selection() -> None:
     assert "integration/test_rootless_systemd.py" in run.SYSTEMD_TESTS
     assert "--basetemp=/v2guest-scratch/pytest" in argv
     assert run.pytest_argv(["-x", "a.py"], systemd=True)[-2:] == ["-x", "a.py"]
+    # Hybrid adds checkpoint/restore (mounts differ there); v2 has none of its own.
+    hybrid = run.pytest_argv([], systemd=True, layout="hybrid")
+    assert tuple(hybrid[-len(run.SYSTEMD_LAYOUT_TESTS["hybrid"]):]) == run.SYSTEMD_LAYOUT_TESTS["hybrid"]
+    assert run.pytest_argv([], systemd=True, layout="v2") == argv
+    assert all((run.REPO / t.split("::")[0]).exists() for t in run.SYSTEMD_LAYOUT_TESTS["hybrid"])
 
 
 def test_base_env_is_guest_pys() -> None:
