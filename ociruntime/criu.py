@@ -139,7 +139,12 @@ def restore_opts(opts: CriuOptions, *, images_fd: int, work_fd: int, root: str,
                  join_ns: list[tuple[str, str]] = ()) -> dict[str, Any]:
     """criu_opts of a restore whose init becomes criu's sibling: a child of ours (rst_sibling)."""
     out = {**_common(opts), "images_dir_fd": images_fd, "work_dir_fd": work_fd,
-           "log_file": RESTORE_LOG, "root": root, "rst_sibling": True, "evasive_devices": True}
+           "log_file": RESTORE_LOG, "root": root, "rst_sibling": True, "evasive_devices": True,
+           # criu 3.17's default mount engine (mount-v2) cannot copy the sharing of an external
+           # bind whose host source is shared, as systemd makes every mount: restore failed on
+           # hybrid hosts ("Failed to copy sharing from -1:/sys/fs/cgroup/unified/...").  The
+           # older engine restores the same images everywhere we test.
+           "mntns_compat_mode": True}
     if mounts:
         out["external"] = [f"mnt[{key}]:{source}" for key, source in mounts]
     if inherit:

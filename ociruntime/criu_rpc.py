@@ -50,7 +50,7 @@ _OPTS: dict[str, tuple[int, str]] = {
     "cg_root": (25, "str_str"), "rst_sibling": (26, "bool"), "inherit_fd": (27, "str_int"),
     "manage_cgroups_mode": (34, "int"), "external": (37, "strs"), "empty_ns": (38, "int"),
     "join_ns": (39, "str_str"), "freeze_cgroup": (44, "str"), "tcp_skip_in_flight": (46, "bool"),
-    "orphan_pts_master": (50, "bool"),
+    "orphan_pts_master": (50, "bool"), "mntns_compat_mode": (65, "bool"),
 }
 
 

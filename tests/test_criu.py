@@ -129,6 +129,7 @@ def test_restore_opts() -> None:
                             join_ns=[("ipc", "/proc/9/ns/ipc")])
     assert got == {"images_dir_fd": 5, "work_dir_fd": 6, "log_file": "restore.log", "log_level": 4,
                    "root": "/run/x/c/criu-root", "rst_sibling": True, "evasive_devices": True,
+                   "mntns_compat_mode": True,
                    "notify_scripts": True, "manage_cgroups": True, "manage_cgroups_mode": 0,
                    "empty_ns": 0x40000000, "orphan_pts_master": True, "tcp_established": True,
                    "external": ["mnt[/data]:/host/data", "mnt[/sys/fs/cgroup]:/sys/fs/cgroup/c2"],

@@ -31,6 +31,8 @@ def test_encode_large_fields_and_repeated_messages() -> None:
         "da01 0c 0a08" + b"pipe:[1]".hex() + "1002"  # inherit_fd (27): {key, fd 2}
         "b002 8080808004"                      # empty_ns (38) = 1 << 30
         "9003 01")                             # orphan_pts_master (50)
+    # mntns_compat_mode (65): a two-byte key.
+    assert rpc.encode_opts({"mntns_compat_mode": True}) == bytes.fromhex("8804 01")
     # int32 -1 is ten bytes, as protobuf writes negative int32s.
     assert rpc.encode_opts({"pid": -1}) == bytes.fromhex("10ffffffffffffffffff01")
 
