@@ -25,6 +25,7 @@ before the leak check runs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -85,14 +86,14 @@ DEFAULT_CAPS = 0xA80425FB
 
 # ---- the daemon ---------------------------------------------------------------------------------
 
-def _config(tmp: Path, binaries: dict[str, str]) -> str:
+def _config(tmp: Path, binaries: dict[str, str], systemd_cgroup: bool = False) -> str:
     runtimes = "".join(f"""
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}]
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}.options]
   BinaryName = "{binary}"
   Root = "{tmp}/runtime-root/{name}"
-  SystemdCgroup = false
+  SystemdCgroup = {str(systemd_cgroup).lower()}
 """ for name, binary in binaries.items())
     return containerd_config(tmp, cri=True) + f"""
 [plugins."io.containerd.grpc.v1.cri"]
@@ -168,15 +169,18 @@ def _import_image(env: CriEnv, rootfs: Path, name: str, cmd: list[str]) -> None:
     archive.unlink()
 
 
-@pytest.fixture(scope="session")
-def cri_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path, checker: Path) -> Iterator[CriEnv]:
+@contextlib.contextmanager
+def cri_daemon(tmp: Path, rootfs_cache: Path, checker: Path, *, systemd_cgroup: bool = False
+               ) -> Iterator[CriEnv]:
+    """A private containerd with the CRI plugin and both handlers (with the systemd cgroup driver
+    when ``systemd_cgroup``: kubeadm's ``SystemdCgroup = true``), the images imported; stopped,
+    and checked to have left nothing, on exit."""
     for tool in ("containerd", "ctr", "containerd-shim-runc-v2", "tar", "/usr/sbin/runc",
                  "/usr/lib/cni/loopback"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-    tmp = tmp_path_factory.mktemp("cri")
     binaries = {name: path or launcher(tmp) for name, path in HANDLERS.items()}
-    (tmp / "config.toml").write_text(_config(tmp, binaries))
+    (tmp / "config.toml").write_text(_config(tmp, binaries, systemd_cgroup))
     (tmp / "cni").mkdir()
     (tmp / "cni" / "10-loopback.conflist").write_text(json.dumps(LOOPBACK_CNI))
     (tmp / "cni-bin").mkdir()
@@ -224,6 +228,12 @@ def cri_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path, checke
             subprocess.run(["umount", "-R", point], timeout=TIMEOUT, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     assert not left, f"left behind by the CRI tests: {left}"
+
+
+@pytest.fixture(scope="session")
+def cri_env(tmp_path_factory: pytest.TempPathFactory, rootfs_cache: Path, checker: Path) -> Iterator[CriEnv]:
+    with cri_daemon(tmp_path_factory.mktemp("cri"), rootfs_cache, checker) as env:
+        yield env
 
 
 def _leftovers(tmp: Path) -> list[str]:
