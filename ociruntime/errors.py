@@ -69,6 +69,10 @@ class HookError(OCIError):
     """A lifecycle hook failed or timed out."""
 
 
+class ImageError(OCIError):
+    """An image source or layer is unreadable, malformed, fails its digest, or is refused as unsafe."""
+
+
 def describe_oserror(exc: OSError, what: str = "") -> str:
     """Render an OSError as one lower-case-reason line: ``[what] call target: reason``.
 

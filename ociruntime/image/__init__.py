@@ -1,0 +1,12 @@
+"""Images: reading OCI layouts and archives, and the layer store (first half of issue 9).
+
+* ``digest``  -- ``sha256:<hex>`` digests, streaming hashes, ChainIDs
+* ``source``  -- open an image (OCI layout directory, oci-archive, docker/podman save tar) and
+  verify the blobs it reads
+* ``layers``  -- apply one layer tar into a fresh directory, hostile-input safe, whiteouts in
+  overlayfs form
+* ``store``   -- the layer store: each layer extracted once, keyed by its ChainID
+
+Nothing on the runtime's lifecycle paths (cli, lifecycle, init) imports this package: it is
+pure Python with the standard library (hashlib, tarfile, gzip), which those paths must not pay for.
+"""
