@@ -437,6 +437,9 @@ class _Extractor:
                 try:
                     os.mknod(name, stat.S_IFCHR, os.makedev(0, 0), dir_fd=pfd)
                     applied = True
+                    t = self.mtime_ns(m)  # the same tree from the same tar, every time
+                    if t is not None:
+                        os.utime(name, ns=(t, t), dir_fd=pfd, follow_symlinks=False)
                 except OSError as e:
                     self.warnings.append(f"{m.name}: whiteout recorded, not applied: "
                                          f"{os.strerror(e.errno or 0).lower()}")
