@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pytest
 from imagebuild import Layout, config_for, docker_save, jbytes, oci_layout, sample_layers, sha, tar_dir
@@ -247,3 +248,20 @@ def test_docker_old_layer_tampered_caught_by_diff_id(tmp_path) -> None:
         with pytest.raises(ImageError, match="DiffID mismatch"):
             apply_layer(f, tmp_path / "out", diff_id=img.layers[0].diff_id)
     assert not (tmp_path / "out").exists()
+
+
+def test_fifo_in_layout_does_not_hang(tmp_path) -> None:
+    layout = oci_layout(tmp_path / "l")
+    (layout / "index.json").unlink()
+    os.mkfifo(layout / "index.json")
+    with pytest.raises(ImageError, match=r"index\.json is not a regular file"):
+        open_image(layout)
+
+
+def test_symlink_in_layout_stays_inside(tmp_path) -> None:
+    layout = oci_layout(tmp_path / "l")
+    (tmp_path / "outside.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    (layout / "index.json").unlink()
+    (layout / "index.json").symlink_to(tmp_path / "outside.json")  # resolved inside the layout
+    with pytest.raises(ImageError, match=r"neither an OCI image layout \(index\.json\)"):
+        open_image(layout)

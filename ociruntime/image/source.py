@@ -224,15 +224,15 @@ class _DirFiles(_Files):
         super().__init__(path)
         self._fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def _open_fd(self, name: str) -> int:
+    def _open_fd(self, name: str, flags: int) -> int:
         # Imported here: openat2 loads libc through ctypes, which only this reader needs.
         from ociruntime.rootfs.resolve import open_in_root
 
-        return open_in_root(self._fd, name, os.O_RDONLY, name=name)
+        return open_in_root(self._fd, name, flags, name=name)
 
     def exists(self, name: str) -> bool:
         try:
-            os.close(self._open_fd(name))
+            os.close(self._open_fd(name, os.O_PATH))
         except FileNotFoundError:
             return False
         except OSError as e:
@@ -241,7 +241,8 @@ class _DirFiles(_Files):
 
     def open(self, name: str) -> tuple[BinaryIO, int]:
         try:
-            fd = self._open_fd(name)
+            # O_NONBLOCK: a FIFO planted under a blob's name must not hang us (no effect on files)
+            fd = self._open_fd(name, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise _fail(self.source, f"{name} is missing") from None
         except OSError as e:
@@ -520,7 +521,7 @@ class Image:
 
     def open_layer(self, layer: Layer) -> VerifiedReader:
         """The layer's blob (compressed as ``layer.compression`` says), verified as it is read."""
-        if self.layers[layer.index] != layer:
+        if not 0 <= layer.index < len(self.layers) or self.layers[layer.index] != layer:
             raise ImageError(f"image {self.source}: {layer.describe()} is not a layer of this image")
         f, size = self._files.open(self._layer_paths[layer.index])
         what = f"image {self.source}: {layer.describe()}"

@@ -149,16 +149,20 @@ class LayerStore:
         if self._complete(layer):
             return final / "diff"
         self._prepare()
-        with _Lock(self.root / LOCKS / hexid):
-            if self._complete(layer):  # another extractor finished while we waited
-                return final / "diff"
-            self._remove_leftovers(hexid)
-            if os.path.lexists(final):  # damaged: move it out of the way, then remove it
-                self._seq += 1
-                aside = self.root / TMP / f"{hexid}.{os.getpid()}.old{self._seq}"
-                os.rename(final, aside)
-                remove_tree(aside)
-            self._extract(image, layer, hexid)
+        try:
+            with _Lock(self.root / LOCKS / hexid):
+                if self._complete(layer):  # another extractor finished while we waited
+                    return final / "diff"
+                self._remove_leftovers(hexid)
+                if os.path.lexists(final):  # damaged: move it out of the way, then remove it
+                    self._seq += 1
+                    aside = self.root / TMP / f"{hexid}.{os.getpid()}.old{self._seq}"
+                    os.rename(final, aside)
+                    remove_tree(aside)
+                # (users: a bundle would be registered here, under the lock)
+                self._extract(image, layer, hexid)
+        except OSError as e:
+            raise ImageError(describe_oserror(e, "layer store")) from None
         return final / "diff"
 
     def _complete(self, layer: Layer) -> bool:
