@@ -184,9 +184,10 @@ def tar_dir(src: Path, dest: Path, prefix: str = "") -> Path:
 
 
 def docker_save(dest: Path, layers: list[bytes] | None = None, tags: list[str] | None = None,
-                new_style: bool = False, config: dict | None = None) -> Path:
-    """A `docker save` tar: old style (<id>/layer.tar, <hex>.json) or docker 25+ (an OCI layout,
-    manifest.json pointing into blobs/sha256, uncompressed layers)."""
+                new_style: bool = False, config: dict | None = None, podman: bool = False) -> Path:
+    """A `docker save` tar: old style (<id>/layer.tar, <hex>.json), docker 25+ (an OCI layout,
+    manifest.json pointing into blobs/sha256, uncompressed layers) or `podman save`'s
+    docker-archive (<diffid hex>.tar, <hex>.json)."""
     layers = layers if layers is not None else sample_layers()
     tags = tags if tags is not None else ["example.com/test:1"]
     config = config if config is not None else config_for(layers)
@@ -215,6 +216,10 @@ def docker_save(dest: Path, layers: list[bytes] | None = None, tags: list[str] |
     else:
         layer_paths = []
         for i, data in enumerate(layers):
+            if podman:
+                members[f"{sha(data)[7:]}.tar"] = data
+                layer_paths.append(f"{sha(data)[7:]}.tar")
+                continue
             lid = hashlib.sha256(f"v1id{i}".encode()).hexdigest()
             members[f"{lid}/VERSION"] = b"1.0"
             members[f"{lid}/layer.tar"] = data

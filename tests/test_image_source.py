@@ -31,6 +31,7 @@ def sources(tmp_path):
         "oci-archive-dotslash": tar_dir(layout, tmp_path / "oci2.tar", prefix="./"),
         "docker-old": docker_save(tmp_path / "old.tar", layers),
         "docker-new": docker_save(tmp_path / "new.tar", layers, new_style=True),
+        "docker-podman": docker_save(tmp_path / "podman.tar", layers, podman=True),
     }
 
 
@@ -55,6 +56,7 @@ def test_all_formats_agree(sources) -> None:
     assert [la.compression for la in seen["oci-dir"]] == ["gzip", "none", "gzip"]
     # docker save layers are uncompressed; new style names them by digest, old style cannot
     assert [la.digest for la in seen["docker-new"]] == diffs
+    assert [la.digest for la in seen["docker-podman"]] == diffs
     assert [la.digest for la in seen["docker-old"]] == [None, None, None]
 
 

@@ -49,6 +49,7 @@ def test_three_formats_same_layers_same_content(tmp_path, count_extractions) -> 
         "oci-archive": tar_dir(layout, tmp_path / "oci.tar"),
         "docker-save": docker_save(tmp_path / "d.tar", layers),
         "docker-save-new": docker_save(tmp_path / "n.tar", layers, new_style=True),
+        "podman-save": docker_save(tmp_path / "p.tar", layers, podman=True),
     }
     results = {}
     for kind, p in paths.items():
@@ -65,7 +66,7 @@ def test_three_formats_same_layers_same_content(tmp_path, count_extractions) -> 
     first = results.pop("oci-dir")
     for kind, snap in results.items():
         assert snap == first, kind
-    assert len(count_extractions) == 4 * 3
+    assert len(count_extractions) == 5 * 3
     top = first[2]
     assert top["etc/hosts"][4] == b"127.0.0.1 localhost\n::1 localhost\n"
     assert ("user.test", b"yes") in top["etc/attr"][5]

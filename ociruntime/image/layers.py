@@ -186,6 +186,8 @@ class _Extractor:
     def split(self, name: str, member: tarfile.TarInfo, what: str = "name") -> list[str]:
         if len(name.encode("utf-8", "surrogateescape")) > self.limits.max_path:
             raise self.fail(member, f"{what} longer than {self.limits.max_path} bytes")
+        if "\0" in name:
+            raise self.fail(member, f"{what} contains a NUL byte")
         if name.startswith("/"):
             raise self.fail(member, f"absolute {what} {name!r}")
         parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -316,6 +318,8 @@ class _Extractor:
             self._member(tar, m)
         except OSError as e:
             raise self.fail(m, describe_oserror(e)) from None
+        except (ValueError, OverflowError) as e:  # an embedded NUL, an id or device number too large
+            raise self.fail(m, f"invalid value: {e}") from None
 
     def _member(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         self.entries += 1
@@ -459,6 +463,8 @@ class _Extractor:
                 self.meta_fd(fd, m)
             except OSError as e:
                 raise self.fail(m, describe_oserror(e)) from None
+            except (ValueError, OverflowError) as e:
+                raise self.fail(m, f"invalid value: {e}") from None
             finally:
                 os.close(fd)
         self._drop_cache()
