@@ -63,6 +63,7 @@ WHITEOUT_META_PREFIX = ".wh..wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
+TAR_BUFSIZE = 1 << 16
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -508,7 +509,10 @@ def _run(ex: _Extractor, stream: BinaryIO, compression: str, diff_id: str | None
     plain: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if compression == "gzip" else stream  # type: ignore[assignment]
     reader = _HashingReader(plain, ex.limits.max_bytes, what)
     try:
-        tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo, bufsize=CHUNK)  # type: ignore[call-overload]
+        # bufsize: tarfile's stream copies its whole remaining buffer on every header read, so a
+        # large one costs per member; 64 KiB keeps both that and the read calls small.
+        tar = tarfile.open(fileobj=reader, mode="r|", tarinfo=BoundedTarInfo,  # type: ignore[call-overload]
+                           bufsize=TAR_BUFSIZE)
         try:
             while (m := tar.next()) is not None:
                 tar.members.clear()  # stream mode keeps every header otherwise
