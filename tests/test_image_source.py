@@ -11,7 +11,8 @@ from imagebuild import Layout, config_for, docker_save, jbytes, oci_layout, samp
 
 from ociruntime.errors import ImageError
 from ociruntime.image.digest import chain_ids
-from ociruntime.image.source import Platform, normalize_ref, open_image
+from ociruntime.image.refs import normalize_ref
+from ociruntime.image.source import Platform, open_image
 
 
 def drain(image, layer) -> bytes:

@@ -19,16 +19,9 @@ before the extracted layer is published (layers.py / store.py).  A layer's DiffI
 uncompressed tar, from the config) is checked by the extractor in the same pass.  Only the top
 ``index.json`` / ``manifest.json`` is not content-addressed: it is the entry point we are given.
 
-Archives are read in place through ``tarfile`` members (never extracted to disk); member names
-are lookup keys only, and a name from ``manifest.json`` must be a clean relative path.  An OCI
-layout directory is read with openat2(RESOLVE_IN_ROOT): a symlink in it resolves inside it.
-
-Selection (``ref``): ``NAME[:TAG]`` against the names the source records (index annotations
-``org.opencontainers.image.ref.name`` and ``io.containerd.image.name``; docker ``RepoTags``),
-compared both literally and in a normalized form (docker.io/library/ dropped, ``:latest``
-added, a ``localhost/`` prefix optional), or ``sha256:<hex>`` for a manifest or config digest.
-Without ``ref`` the source must hold exactly one image.  An image index (multi-arch) is followed
-to the manifest for ``platform`` (default: linux and the host's architecture).
+How the bytes are reached (a directory, or tar members read in place) is blobs.py; how a name
+selects an image is refs.py.  An image index (multi-arch) is followed to the manifest for
+``platform`` (default: linux and the host's architecture).
 """
 
 from __future__ import annotations
@@ -36,18 +29,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
-import tarfile
 
 from ociruntime.errors import ImageError
-from ociruntime.image.digest import CHUNK, format_digest, is_digest, parse_digest, validate_digest
+from ociruntime.image.blobs import (
+    Files,
+    VerifiedReader,
+    clean_relpath,
+    fail,
+    open_files,
+    parse_json,
+    read_all,
+    read_blob_json,
+    read_plain_json,
+)
 from ociruntime.image.digest import chain_ids as compute_chain_ids
-from ociruntime.image.tarinfo import BoundedTarInfo
+from ociruntime.image.digest import format_digest, is_digest, parse_digest, validate_digest
+from ociruntime.image.refs import Candidate, choose
 from ociruntime.record import dataclass
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from typing import Any
 
     _LayerInfo = tuple[str, str | None, int, str]  # media type, digest (or None), size, compression
 
@@ -80,10 +82,7 @@ SUPPORTED_COMPRESSION = frozenset({"none", "gzip"})
 REF_NAME = "org.opencontainers.image.ref.name"
 CONTAINERD_NAME = "io.containerd.image.name"
 
-MAX_JSON = 8 << 20          # index, manifest, config: far above real ones (a long history: ~100 KiB)
-MAX_ARCHIVE_MEMBERS = 1 << 16  # members of an image archive (not of a layer): blobs + a few files
 MAX_INDEX_DEPTH = 4         # index -> index -> ... -> manifest
-MAX_LINK_HOPS = 8           # symlinks/hard links between members of an archive (old docker save)
 
 _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -121,272 +120,6 @@ class Layer:
         return f"layer {self.index} ({self.digest or self.diff_id})"
 
 
-def _fail(source: str, msg: str) -> ImageError:
-    return ImageError(f"image {source}: {msg}")
-
-
-# --- verified reading -------------------------------------------------------------------------
-
-class VerifiedReader:
-    """A read-only binary stream over a blob that checks its size and digest.
-
-    Reading beyond ``size`` bytes raises at once; reaching the end raises unless exactly ``size``
-    bytes were read and (with a ``digest``) their sha256 matches.  ``verified`` is True after a
-    successful end.  The consumer must read to the end (``read`` returning b"") before trusting
-    anything it derived from the bytes.
-    """
-
-    def __init__(self, raw: BinaryIO, size: int, digest: str | None, what: str) -> None:
-        self._raw = raw
-        self._size = size
-        self._digest = digest
-        self._what = what
-        self._hash = hashlib.sha256()
-        self._count = 0
-        self.verified = False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        if self.verified:
-            return b""
-        if n is None or n < 0:
-            parts = []
-            while chunk := self.read(CHUNK):
-                parts.append(chunk)
-            return b"".join(parts)
-        if n == 0:
-            return b""
-        want = min(n, self._size - self._count + 1)  # one byte more reveals an oversized blob
-        data = self._raw.read(want)
-        if data:
-            self._count += len(data)
-            if self._count > self._size:
-                raise ImageError(f"{self._what}: blob is larger than the {self._size} bytes its "
-                                 "descriptor says")
-            self._hash.update(data)
-            return data
-        self._finish()
-        return b""
-
-    def _finish(self) -> None:
-        if self._count != self._size:
-            raise ImageError(f"{self._what}: blob has {self._count} bytes, its descriptor says {self._size}")
-        got = format_digest(self._hash.hexdigest())
-        if self._digest is not None and got != self._digest:
-            raise ImageError(f"{self._what}: digest mismatch: blob is {got}, expected {self._digest}")
-        self.verified = True
-
-    def close(self) -> None:
-        self._raw.close()
-
-    def __enter__(self) -> VerifiedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# --- where the files are: a directory or a tar ------------------------------------------------
-
-def _clean_relpath(name: object, what: str) -> str:
-    """A path inside the source: relative, no "..", "./" and duplicate slashes dropped."""
-    if not isinstance(name, str) or not name:
-        raise ImageError(f"{what}: expected a path, got {name!r}")
-    if name.startswith("/") or "\0" in name:
-        raise ImageError(f"{what}: {name!r} is not a relative path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
-        raise ImageError(f"{what}: {name!r} is not a path inside the archive")
-    return "/".join(parts)
-
-
-class _Files:
-    """The files of a layout, by relative path."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def exists(self, name: str) -> bool:
-        raise NotImplementedError
-
-    def open(self, name: str) -> tuple[BinaryIO, int]:
-        """A binary stream and the size of the regular file ``name``; ImageError if missing."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class _DirFiles(_Files):
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self._fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def _open_fd(self, name: str, flags: int) -> int:
-        # Imported here: openat2 loads libc through ctypes, which only this reader needs.
-        from ociruntime.rootfs.resolve import open_in_root
-
-        return open_in_root(self._fd, name, flags, name=name)
-
-    def exists(self, name: str) -> bool:
-        try:
-            os.close(self._open_fd(name, os.O_PATH))
-        except FileNotFoundError:
-            return False
-        except OSError as e:
-            raise _fail(self.source, f"{name}: {os.strerror(e.errno or 0).lower()}") from None
-        return True
-
-    def open(self, name: str) -> tuple[BinaryIO, int]:
-        try:
-            # O_NONBLOCK: a FIFO planted under a blob's name must not hang us (no effect on files)
-            fd = self._open_fd(name, os.O_RDONLY | os.O_NONBLOCK)
-        except FileNotFoundError:
-            raise _fail(self.source, f"{name} is missing") from None
-        except OSError as e:
-            raise _fail(self.source, f"{name}: {os.strerror(e.errno or 0).lower()}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise _fail(self.source, f"{name} is not a regular file")
-        return os.fdopen(fd, "rb"), st.st_size
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
-class _TarFiles(_Files):
-    """Members of a tar archive (optionally compressed), read in place."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        try:
-            self._tar = tarfile.open(path, "r:*", tarinfo=BoundedTarInfo)
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise _fail(path, f"not a directory or a readable tar archive ({e})") from None
-        self._members: dict[str, tarfile.TarInfo] = {}
-        try:
-            count = 0
-            while (m := self._tar.next()) is not None:
-                count += 1
-                if count > MAX_ARCHIVE_MEMBERS:
-                    raise _fail(path, f"more than {MAX_ARCHIVE_MEMBERS} members: not an image archive")
-                if m.isdir():
-                    continue
-                try:
-                    name = _clean_relpath(m.name, "member")
-                except ImageError:
-                    continue  # never looked up: names we read are clean
-                if name in self._members:
-                    raise _fail(path, f"two members named {name}")
-                self._members[name] = m
-        except (tarfile.TarError, OSError, EOFError) as e:
-            self._tar.close()
-            raise _fail(path, f"corrupt tar archive ({e})") from None
-        except BaseException:
-            self._tar.close()
-            raise
-
-    def _resolve(self, name: str) -> tarfile.TarInfo | None:
-        m = self._members.get(name)
-        for _ in range(MAX_LINK_HOPS):
-            if m is None or m.isreg():
-                return m
-            if m.issym():
-                base = name.rpartition("/")[0]
-                target = m.linkname if m.linkname.startswith("/") else f"{base}/{m.linkname}"
-                name = _normalize_link(target)
-            elif m.islnk():
-                name = _normalize_link(m.linkname)
-            else:
-                raise _fail(self.source, f"{name} is not a regular file")
-            m = self._members.get(name)
-        raise _fail(self.source, f"{name}: too many links between members")
-
-    def exists(self, name: str) -> bool:
-        return self._resolve(name) is not None
-
-    def open(self, name: str) -> tuple[BinaryIO, int]:
-        m = self._resolve(name)
-        if m is None:
-            raise _fail(self.source, f"{name} is missing")
-        f = self._tar.extractfile(m)
-        assert f is not None  # a regular member
-        return f, m.size  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self._tar.close()
-
-
-def _normalize_link(target: str) -> str:
-    out: list[str] = []
-    for p in target.split("/"):
-        if p in ("", "."):
-            continue
-        if p == "..":
-            if not out:
-                raise ImageError(f"archive link target {target!r} leaves the archive")
-            out.pop()
-        else:
-            out.append(p)
-    return "/".join(out)
-
-
-def _open_files(path: str) -> _Files:
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        raise _fail(path, os.strerror(e.errno or 0).lower()) from None
-    if stat.S_ISDIR(st.st_mode):
-        return _DirFiles(path)
-    if stat.S_ISREG(st.st_mode):
-        return _TarFiles(path)
-    raise _fail(path, "not a directory or a tar archive")
-
-
-# --- JSON and descriptors ---------------------------------------------------------------------
-
-def _parse_json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ImageError(f"{what}: invalid JSON ({e})") from None
-    if not isinstance(doc, dict):
-        raise ImageError(f"{what}: expected a JSON object")
-    return doc
-
-
-def _read_all(f: BinaryIO, size: int, what: str) -> bytes:
-    if size > MAX_JSON:
-        raise ImageError(f"{what}: {size} bytes is more than the {MAX_JSON} allowed for a JSON document")
-    with f:
-        return f.read(size + 1)
-
-
-def _read_plain_json(files: _Files, name: str) -> dict[str, Any]:
-    f, size = files.open(name)
-    data = _read_all(f, size, f"image {files.source}: {name}")
-    return _parse_json(data, f"image {files.source}: {name}")
-
-
-def _read_blob_json(files: _Files, name: str, digest: str | None, size: int | None, what: str) -> bytes:
-    """A JSON blob's bytes, checked against ``size`` and ``digest`` (None: not known) before use."""
-    f, actual = files.open(name)
-    what = f"image {files.source}: {what}"
-    data = _read_all(f, actual, what)
-    if size is not None and len(data) != size:
-        raise ImageError(f"{what}: blob has {len(data)} bytes, its descriptor says {size}")
-    if digest is not None:
-        got = format_digest(hashlib.sha256(data).hexdigest())
-        if got != digest:
-            raise ImageError(f"{what}: digest mismatch: blob is {got}, expected {digest}")
-    return data
-
-
 @dataclass(frozen=True)
 class Descriptor:
     media_type: str
@@ -420,70 +153,6 @@ def _descriptor(obj: object, what: str) -> Descriptor:
 def _blob_name(digest: str) -> str:
     return f"blobs/sha256/{parse_digest(digest)}"
 
-
-# --- names ------------------------------------------------------------------------------------
-
-def normalize_ref(ref: str) -> str:
-    """``busybox`` -> ``busybox:latest``; ``docker.io/library/busybox:1`` -> ``busybox:1``."""
-    name, at, dig = ref.partition("@")
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        repo, tag = name[:colon], name[colon + 1:]
-    else:
-        repo, tag = name, ("" if at else "latest")
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"):
-        if repo.startswith(prefix):
-            repo = repo[len(prefix):]
-            break
-    out = f"{repo}:{tag}" if tag else repo
-    return f"{out}@{dig}" if at else out
-
-
-def _name_keys(name: str) -> set[str]:
-    keys = {name, normalize_ref(name)}
-    for k in list(keys):
-        if k.startswith("localhost/"):
-            keys.add(k[len("localhost/"):])
-    return keys
-
-
-def _matches(ref: str, names: list[str], digests: list[str]) -> bool:
-    if is_digest(ref):
-        return ref in digests
-    want = {ref, normalize_ref(ref)}
-    return any(want & _name_keys(n) for n in names)
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """One image a source lists: its names, a key identifying the image, and how to load it."""
-
-    names: list[str]
-    key: str           # manifest digest (OCI) or config path (docker): same key = same image
-    digests: list[str]  # what a sha256:<hex> selector may name
-    entry: Any
-
-
-def _choose(source: str, cands: list[_Candidate], ref: str | None) -> _Candidate:
-    if ref is not None:
-        found = [c for c in cands if _matches(ref, c.names, c.digests)]
-        what = f"no image named {ref!r}"
-    else:
-        found = cands
-        what = "no image"
-    distinct = {c.key: c for c in found}
-    if len(distinct) == 1:
-        return found[0]
-    listing = ", ".join(sorted({n for c in cands for n in c.names} or {"(none named)"}))
-    if not distinct:
-        have = ", ".join(", ".join(c.names) or f"<unnamed {c.key}>" for c in cands) or "nothing"
-        raise _fail(source, f"{what}; it holds: {have}")
-    if ref is None:
-        raise _fail(source, f"holds {len(distinct)} images, choose one by name: {listing}")
-    raise _fail(source, f"{ref!r} names {len(distinct)} different images: {listing}")
-
-
 # --- the image --------------------------------------------------------------------------------
 
 class Image:
@@ -492,7 +161,7 @@ class Image:
     Keeps the source open (an archive is read in place): use as a context manager, or ``close``.
     """
 
-    def __init__(self, *, source: str, fmt: str, files: _Files, name: str | None, names: list[str],
+    def __init__(self, *, source: str, fmt: str, files: Files, name: str | None, names: list[str],
                  manifest_digest: str | None, config_digest: str, config: dict[str, Any],
                  layers: tuple[Layer, ...], layer_paths: tuple[str, ...]) -> None:
         self.source = source
@@ -544,13 +213,13 @@ def open_image(path: str | os.PathLike[str], ref: str | None = None, *,
                platform: Platform | None = None) -> Image:
     """Open the image ``ref`` (default: the only one) of the layout or archive at ``path``."""
     source = os.fspath(path)
-    files = _open_files(source)
+    files = open_files(source)
     try:
         if files.exists("manifest.json"):
             return _open_docker(files, ref)
         if files.exists("index.json"):
             return _open_oci(files, ref, platform or host_platform())
-        raise _fail(source, "neither an OCI image layout (index.json) nor a docker save archive "
+        raise fail(source, "neither an OCI image layout (index.json) nor a docker save archive "
                             "(manifest.json)")
     except BaseException:
         files.close()
@@ -560,15 +229,15 @@ def open_image(path: str | os.PathLike[str], ref: str | None = None, *,
 def _config_layers(source: str, config_bytes: bytes, config_digest: str,
                    layer_info: list[_LayerInfo]) -> tuple[dict[str, Any], tuple[Layer, ...]]:
     """Parse the config and pair its diff_ids with (media type, digest, size, compression)."""
-    config = _parse_json(config_bytes, f"image {source}: config {config_digest}")
+    config = parse_json(config_bytes, f"image {source}: config {config_digest}")
     rootfs = config.get("rootfs")
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
-        raise _fail(source, "config has no rootfs of type \"layers\"")
+        raise fail(source, "config has no rootfs of type \"layers\"")
     diff_ids = rootfs.get("diff_ids")
     if not isinstance(diff_ids, list):
-        raise _fail(source, "config rootfs.diff_ids is not a list")
+        raise fail(source, "config rootfs.diff_ids is not a list")
     if len(diff_ids) != len(layer_info):
-        raise _fail(source, f"config lists {len(diff_ids)} diff_ids but the manifest has "
+        raise fail(source, f"config lists {len(diff_ids)} diff_ids but the manifest has "
                             f"{len(layer_info)} layers")
     diffs = [validate_digest(d, f"image {source}: config diff_id {i}") for i, d in enumerate(diff_ids)]
     chains = compute_chain_ids(diffs)
@@ -576,7 +245,7 @@ def _config_layers(source: str, config_bytes: bytes, config_digest: str,
     for i, (info, diff, chain) in enumerate(zip(layer_info, diffs, chains, strict=True)):
         media, digest, size, comp = info
         if comp not in SUPPORTED_COMPRESSION:
-            raise _fail(source, f"layer {i} ({digest}) is {comp}-compressed, which is not supported "
+            raise fail(source, f"layer {i} ({digest}) is {comp}-compressed, which is not supported "
                                 "(save the image with gzip or uncompressed layers)")
         layers.append(Layer(i, media, digest, size, comp, diff, chain))
     return config, tuple(layers)
@@ -584,46 +253,46 @@ def _config_layers(source: str, config_bytes: bytes, config_digest: str,
 
 # --- OCI image layout -------------------------------------------------------------------------
 
-def _open_oci(files: _Files, ref: str | None, platform: Platform) -> Image:
+def _open_oci(files: Files, ref: str | None, platform: Platform) -> Image:
     source = files.source
     if not files.exists("oci-layout"):
-        raise _fail(source, "index.json without oci-layout: not an OCI image layout")
-    layout = _read_plain_json(files, "oci-layout")
+        raise fail(source, "index.json without oci-layout: not an OCI image layout")
+    layout = read_plain_json(files, "oci-layout")
     version = layout.get("imageLayoutVersion")
     if not isinstance(version, str) or not version.startswith("1."):
-        raise _fail(source, f"unsupported imageLayoutVersion {version!r}")
-    index = _read_plain_json(files, "index.json")
+        raise fail(source, f"unsupported imageLayoutVersion {version!r}")
+    index = read_plain_json(files, "index.json")
     entries = _index_entries(source, index, "index.json")
     cands = []
     for desc in entries:
         names = [desc.annotations[k] for k in (REF_NAME, CONTAINERD_NAME) if desc.annotations.get(k)]
-        cands.append(_Candidate(names, desc.digest, [desc.digest], desc))
-    chosen = _choose(source, cands, ref)
+        cands.append(Candidate(names, desc.digest, [desc.digest], desc))
+    chosen = choose(source, cands, ref)
     desc: Descriptor = chosen.entry
     manifest_desc = _follow_index(files, desc, platform, 0)
-    manifest = _parse_json(
-        _read_blob_json(files, _blob_name(manifest_desc.digest), manifest_desc.digest, manifest_desc.size,
+    manifest = parse_json(
+        read_blob_json(files, _blob_name(manifest_desc.digest), manifest_desc.digest, manifest_desc.size,
                         f"manifest {manifest_desc.digest}"),
         f"image {source}: manifest {manifest_desc.digest}")
     mt = manifest.get("mediaType", manifest_desc.media_type)
     if mt not in MANIFEST_TYPES:
-        raise _fail(source, f"manifest {manifest_desc.digest} has media type {mt!r}, not an image manifest")
+        raise fail(source, f"manifest {manifest_desc.digest} has media type {mt!r}, not an image manifest")
     config_desc = _descriptor(manifest.get("config"), f"image {source}: manifest config")
     if config_desc.media_type not in CONFIG_TYPES:
-        raise _fail(source, f"config media type {config_desc.media_type!r}: not a container image")
+        raise fail(source, f"config media type {config_desc.media_type!r}: not a container image")
     layer_list = manifest.get("layers")
     if not isinstance(layer_list, list):
-        raise _fail(source, "manifest has no layers list")
+        raise fail(source, "manifest has no layers list")
     info: list[_LayerInfo] = []
     paths = []
     for i, obj in enumerate(layer_list):
         ld = _descriptor(obj, f"image {source}: layer {i}")
         comp = LAYER_TYPES.get(ld.media_type)
         if comp is None:
-            raise _fail(source, f"layer {i} ({ld.digest}) has unknown media type {ld.media_type!r}")
+            raise fail(source, f"layer {i} ({ld.digest}) has unknown media type {ld.media_type!r}")
         info.append((ld.media_type, ld.digest, ld.size, comp))
         paths.append(_blob_name(ld.digest))
-    config_bytes = _read_blob_json(files, _blob_name(config_desc.digest), config_desc.digest,
+    config_bytes = read_blob_json(files, _blob_name(config_desc.digest), config_desc.digest,
                                    config_desc.size, f"config {config_desc.digest}")
     config, layers = _config_layers(source, config_bytes, config_desc.digest, info)
     name = chosen.names[0] if chosen.names else None
@@ -636,24 +305,24 @@ def _open_oci(files: _Files, ref: str | None, platform: Platform) -> Image:
 
 def _index_entries(source: str, index: dict[str, Any], what: str) -> list[Descriptor]:
     if index.get("schemaVersion", 2) != 2:
-        raise _fail(source, f"{what}: schemaVersion {index.get('schemaVersion')!r} is not 2")
+        raise fail(source, f"{what}: schemaVersion {index.get('schemaVersion')!r} is not 2")
     manifests = index.get("manifests")
     if not isinstance(manifests, list):
-        raise _fail(source, f"{what} has no manifests list")
+        raise fail(source, f"{what} has no manifests list")
     return [_descriptor(m, f"image {source}: {what} entry {i}") for i, m in enumerate(manifests)]
 
 
-def _follow_index(files: _Files, desc: Descriptor, platform: Platform, depth: int) -> Descriptor:
+def _follow_index(files: Files, desc: Descriptor, platform: Platform, depth: int) -> Descriptor:
     """The manifest descriptor ``desc`` leads to for ``platform`` (through nested indexes)."""
     source = files.source
     if desc.media_type in MANIFEST_TYPES:
         return desc
     if desc.media_type not in INDEX_TYPES:
-        raise _fail(source, f"{desc.digest} has media type {desc.media_type!r}: not an image")
+        raise fail(source, f"{desc.digest} has media type {desc.media_type!r}: not an image")
     if depth >= MAX_INDEX_DEPTH:
-        raise _fail(source, f"image indexes nested deeper than {MAX_INDEX_DEPTH}")
-    data = _read_blob_json(files, _blob_name(desc.digest), desc.digest, desc.size, f"index {desc.digest}")
-    index = _parse_json(data, f"image {source}: index {desc.digest}")
+        raise fail(source, f"image indexes nested deeper than {MAX_INDEX_DEPTH}")
+    data = read_blob_json(files, _blob_name(desc.digest), desc.digest, desc.size, f"index {desc.digest}")
+    index = parse_json(data, f"image {source}: index {desc.digest}")
     entries = _index_entries(source, index, f"index {desc.digest}")
     usable = [e for e in entries if e.media_type in MANIFEST_TYPES | INDEX_TYPES]
     matching = [e for e in usable if e.platform is not None and e.platform.os == platform.os
@@ -663,7 +332,7 @@ def _follow_index(files: _Files, desc: Descriptor, platform: Platform, depth: in
         matching = usable
     if not matching:
         have = ", ".join(sorted({str(e.platform) for e in usable if e.platform is not None})) or "none"
-        raise _fail(source, f"index {desc.digest} has no manifest for {platform} (platforms: {have})")
+        raise fail(source, f"index {desc.digest} has no manifest for {platform} (platforms: {have})")
     # an exact variant first, then one without a variant, else the first listed
     matching.sort(key=lambda e: 0 if e.platform and e.platform.variant == platform.variant else 1)
     return _follow_index(files, matching[0], platform, depth + 1)
@@ -682,7 +351,7 @@ def _digest_from_path(path: str) -> str | None:
     return None
 
 
-def _sniff_compression(files: _Files, name: str) -> str:
+def _sniff_compression(files: Files, name: str) -> str:
     f, _ = files.open(name)
     with f:
         magic = f.read(4)
@@ -693,40 +362,40 @@ def _sniff_compression(files: _Files, name: str) -> str:
     return "none"
 
 
-def _open_docker(files: _Files, ref: str | None) -> Image:
+def _open_docker(files: Files, ref: str | None) -> Image:
     source = files.source
     f, size = files.open("manifest.json")
-    data = _read_all(f, size, f"image {source}: manifest.json")
+    data = read_all(f, size, f"image {source}: manifest.json")
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise _fail(source, f"manifest.json: invalid JSON ({e})") from None
+        raise fail(source, f"manifest.json: invalid JSON ({e})") from None
     if not isinstance(doc, list) or not all(isinstance(e, dict) for e in doc):
-        raise _fail(source, "manifest.json is not a list of images")
+        raise fail(source, "manifest.json is not a list of images")
     cands = []
     for i, entry in enumerate(doc):
-        config_path = _clean_relpath(entry.get("Config"), f"image {source}: manifest.json entry {i} Config")
+        config_path = clean_relpath(entry.get("Config"), f"image {source}: manifest.json entry {i} Config")
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise _fail(source, f"manifest.json entry {i}: RepoTags is not a list of names")
+            raise fail(source, f"manifest.json entry {i}: RepoTags is not a list of names")
         cdig = _digest_from_path(config_path)
-        cands.append(_Candidate(list(tags), config_path, [cdig] if cdig else [], entry))
-    chosen = _choose(source, cands, ref)
+        cands.append(Candidate(list(tags), config_path, [cdig] if cdig else [], entry))
+    chosen = choose(source, cands, ref)
     entry = chosen.entry
     config_path = chosen.key
     # The config's name is its digest (the image ID) in every writer we know; otherwise nothing
     # names the config, and it is trusted as the archive's entry point (manifest.json is too).
     config_digest = _digest_from_path(config_path)
-    config_bytes = _read_blob_json(files, config_path, config_digest, None, f"config {config_path}")
+    config_bytes = read_blob_json(files, config_path, config_digest, None, f"config {config_path}")
     if config_digest is None:
         config_digest = format_digest(hashlib.sha256(config_bytes).hexdigest())
     layer_paths = entry.get("Layers")
     if not isinstance(layer_paths, list):
-        raise _fail(source, "manifest.json entry has no Layers list")
+        raise fail(source, "manifest.json entry has no Layers list")
     info: list[_LayerInfo] = []
     paths = []
     for i, p in enumerate(layer_paths):
-        path = _clean_relpath(p, f"image {source}: manifest.json layer {i}")
+        path = clean_relpath(p, f"image {source}: manifest.json layer {i}")
         lf, lsize = files.open(path)
         lf.close()
         comp = _sniff_compression(files, path)
