@@ -131,6 +131,10 @@ HOSTILE = {
                        "root is a symlink or not a directory"),
     "symlink-parent-relative": (T().dir("a").symlink("a/up", "../..").file("a/up/evil", b"x").bytes(),
                                 "a/up is a symlink"),
+    "symlink-below-cached-parent": (T().dir("a").dir("a/b").file("a/b/f", b"").symlink("a/b/c", "/")
+                                    .file("a/b/c/evil", b"x").bytes(), "a/b/c is a symlink"),
+    "symlink-replaces-dir": (T().dir("a").file("a/f", b"").symlink("a", "/").file("a/evil", b"x").bytes(),
+                             "a is a symlink"),
     "hardlink-absolute": (T().hardlink("passwd", "/etc/passwd").bytes(), "absolute hard link target"),
     "hardlink-dotdot": (T().hardlink("passwd", "../../etc/passwd").bytes(), "'..' component"),
     "hardlink-not-in-layer": (T().hardlink("passwd", "etc/passwd").bytes(), "is not in this layer"),
@@ -225,3 +229,15 @@ def test_existing_destination_refused(tmp_path) -> None:
     with pytest.raises(ImageError, match="create layer directory"):
         apply(tmp_path, sample_layers()[0])
     assert (tmp_path / "layer/keep").read_text() == "mine"
+
+
+def test_deep_tree(tmp_path) -> None:
+    t = T()
+    path = "d"
+    for _ in range(300):
+        t.dir(path)
+        t.file(path + "/f", b"x")
+        path += "/d"
+    res = apply(tmp_path, t.bytes())
+    assert res.entries == 600
+    assert (tmp_path / "layer" / "/".join(["d"] * 300) / "f").read_bytes() == b"x"

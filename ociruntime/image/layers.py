@@ -207,11 +207,17 @@ class _Extractor:
         """An O_RDONLY fd on the directory ``parts`` of the layer, walked with O_NOFOLLOW; missing
         components are created (0755) when ``create``.  The caller closes it."""
         key = tuple(parts)
-        if self._cache is not None and self._cache[0] == key:
-            return os.dup(self._cache[1])
-        fd = os.dup(self.root)
+        start = 0
+        if self._cache is not None and key[: len(self._cache[0])] == self._cache[0]:
+            if self._cache[0] == key:
+                return os.dup(self._cache[1])
+            start = len(self._cache[0])  # one level deeper than the last member: walk on from there
+            fd = os.dup(self._cache[1])
+        else:
+            fd = os.dup(self.root)
         try:
-            for i, comp in enumerate(parts):
+            for i in range(start, len(parts)):
+                comp = parts[i]
                 try:
                     nxt = os.open(comp, _DIR_OPEN, dir_fd=fd)
                 except FileNotFoundError:
