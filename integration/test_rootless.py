@@ -179,9 +179,11 @@ def user(checker: Path) -> Iterator[User]:
         assert not _subid_lines(name), f"subordinate id lines of {name} left"
 
 
-def _teardown(u: User) -> None:
+def stop_everything(u: User, podman: type[Podman] | None = None) -> None:
+    """Remove the user's podman containers (through ``podman``, default Podman) and runtime
+    containers, and kill podman's pause process."""
     if (u.base / "podman" / "containers.conf").exists():
-        Podman(u)("rm", "--all", "--force", "--time", "0")
+        (podman or Podman)(u)("rm", "--all", "--force", "--time", "0")
     if u.root.is_dir():
         for d in u.root.iterdir():
             u.rt("delete", "--force", d.name)
@@ -191,6 +193,10 @@ def _teardown(u: User) -> None:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+
+
+def _teardown(u: User) -> None:
+    stop_everything(u)
     for _ in range(100):
         if not u.processes():
             break
@@ -540,16 +546,25 @@ class Podman:
         return self("import", str(tar), IMAGE)
 
 
-@pytest.fixture(scope="module")
-def podman(user: User) -> Podman:
+def prepared_podman(u: User, cls: type[Podman] = Podman) -> Podman:
+    """A ``cls`` podman for ``u`` with its configuration and the busybox image (skip without podman)."""
     for tool in ("podman", "conmon", "tar"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-    pm = Podman(user)
+    pm = cls(u)
     pm.setup()
-    p = pm.import_busybox(user.base)
-    assert p.returncode == 0, p.stderr
+    p = pm.import_busybox(u.base)
+    if p.returncode != 0:
+        debug = pm("--log-level", "debug", "info")
+        unshare = pm("unshare", "ls", "-la", pm.runtime)
+        pytest.fail(f"podman import: {p.stderr}\nunshare ls: {unshare.stdout}{unshare.stderr}\n"
+                    f"info: {debug.stderr[-3000:]}")
     return pm
+
+
+@pytest.fixture(scope="module")
+def podman(user: User) -> Podman:
+    return prepared_podman(user)
 
 
 def test_podman_run_rm(rl: User, podman: Podman) -> None:

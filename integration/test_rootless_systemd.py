@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from conftest import runtime_cmd
-from test_rootless import IMAGE, TIMEOUT, Podman, User, user  # noqa: F401 (user: the fixture)
+from test_rootless import IMAGE, TIMEOUT, Podman, User, prepared_podman, stop_everything, user  # noqa: F401 (user: the fixture)
 
 from ociruntime.cgroups import detect_layout
 
@@ -135,17 +135,7 @@ def session(user: User) -> Iterator[SessionUser]:  # noqa: F811 (the fixture imp
 
 
 def _session_teardown(u: SessionUser, manager_cg: Path) -> None:
-    if (u.base / "podman" / "containers.conf").exists():
-        SystemdPodman(u)("rm", "--all", "--force", "--time", "0")
-    if u.root.is_dir():
-        for d in u.root.iterdir():
-            u.rt("delete", "--force", d.name)
-    pid = u.pause_pid()
-    if pid:
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    stop_everything(u, SystemdPodman)
     for unit in _units(u.uid):
         _systemctl("stop", unit)
     _systemctl("stop", f"user-{u.uid}.slice")
@@ -383,17 +373,8 @@ class SystemdPodman(Podman):
 
 @pytest.fixture(scope="module")
 def spodman(session: SessionUser) -> SystemdPodman:
-    for tool in ("podman", "conmon", "tar"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    pm = SystemdPodman(session)
-    pm.setup()
-    p = pm.import_busybox(session.base)
-    if p.returncode != 0:
-        debug = pm("--log-level", "debug", "info")
-        unshare = pm("unshare", "ls", "-la", pm.runtime)
-        pytest.fail(f"podman import: {p.stderr}\nunshare ls: {unshare.stdout}{unshare.stderr}\n"
-                    f"info: {debug.stderr[-3000:]}")
+    pm = prepared_podman(session, SystemdPodman)
+    assert isinstance(pm, SystemdPodman)
     return pm
 
 

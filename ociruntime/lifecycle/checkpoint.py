@@ -73,19 +73,11 @@ def _check_stdio(pid: int, mounts: list[MountInfo]) -> None:
                            "(as podman and containerd do)")
 
 
-def _own_cgroupns(pid: int) -> bool:
-    """Whether the init has a cgroup namespace other than ours."""
+def _own_ns(pid: int, kind: str) -> int:
+    """The inode of the init's ``kind`` namespace when it is not ours (0 otherwise)."""
     try:
-        return os.stat(f"/proc/{pid}/ns/cgroup").st_ino != os.stat("/proc/self/ns/cgroup").st_ino
-    except OSError:
-        return False
-
-
-def _own_netns(pid: int) -> int:
-    """The inode of the init's network namespace when it is not ours (0 otherwise)."""
-    try:
-        ino = os.stat(f"/proc/{pid}/ns/net").st_ino
-        return ino if ino != os.stat("/proc/self/ns/net").st_ino else 0
+        ino = os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+        return ino if ino != os.stat(f"/proc/self/ns/{kind}").st_ino else 0
     except OSError:
         return 0
 
@@ -133,8 +125,8 @@ def _dump(binary: str, what: str, pid: int, opts: criu.CriuOptions, images: str,
     ours, theirs = criu_rpc.socketpair()
     try:
         req = criu.dump_opts(pid, opts, images_fd=images_fd, work_fd=work_fd, root=rec.rootfs,
-                             external_mounts=criu.external_mountpoints(mounts, _own_cgroupns(pid)),
-                             freeze_cgroup=_freezer(rec), net_ino=_own_netns(pid))
+                             external_mounts=criu.external_mountpoints(mounts, bool(_own_ns(pid, "cgroup"))),
+                             freeze_cgroup=_freezer(rec), net_ino=_own_ns(pid, "net"))
         LOG.debug(f"checkpoint: criu swrk {req}")
         child = _spawn_swrk(binary, theirs.fileno())
         theirs.close()
