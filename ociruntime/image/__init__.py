@@ -9,6 +9,8 @@
 * ``layers``  -- apply one layer tar into a fresh directory, hostile-input safe, whiteouts in
   overlayfs form
 * ``store``   -- the layer store: each layer extracted once, keyed by its ChainID
+* ``runspec`` -- the image config -> the bundle's config.json (conversion.md), User resolved in
+  the rootfs's /etc/passwd and /etc/group without leaving it; the image's volume paths
 
 Nothing on the runtime's lifecycle paths (cli, lifecycle, init) imports this package: it is
 pure Python with the standard library (hashlib, tarfile, gzip), which those paths must not pay for.
