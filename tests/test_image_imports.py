@@ -1,5 +1,5 @@
-"""The image code stays off the runtime's hot paths: nothing in cli, lifecycle or init imports it,
-and the frequent commands do not load it (it imports hashlib, tarfile, gzip, json)."""
+"""The image code stays off the runtime's hot paths: nothing in cli (but the `bundle` command's
+own module), lifecycle or init imports it, and the frequent commands do not load it (it imports hashlib, tarfile, gzip, json)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ PKG = Path(__file__).resolve().parent.parent / "ociruntime"
 @pytest.mark.parametrize("sub", ["cli", "lifecycle", "init"])
 def test_hot_packages_do_not_import_image(sub) -> None:
     for path in sorted((PKG / sub).rglob("*.py")):
+        if path.name == "cmd_bundle.py":  # the `bundle` command itself, imported only when chosen
+            continue
         text = path.read_text()
         assert "ociruntime.image" not in text and "from ociruntime import image" not in text, path
 
