@@ -9,6 +9,8 @@
 * ``layers``  -- apply one layer tar into a fresh directory, hostile-input safe, whiteouts in
   overlayfs form
 * ``store``   -- the layer store: each layer extracted once, keyed by its ChainID
+* ``flatten`` -- copy mode: the layers' overlay view written as one plain tree (no symlink of
+  the image ever followed), and a safe tree copy for seeding volumes
 
 Nothing on the runtime's lifecycle paths (cli, lifecycle, init) imports this package: it is
 pure Python with the standard library (hashlib, tarfile, gzip), which those paths must not pay for.
