@@ -257,6 +257,45 @@ def test_the_diff_alone_is_read_as_overlayfs_reads_it(tmp_path) -> None:
     assert tree(flat(tmp_path, bare)) == overlay_tree(tmp_path, layers)
 
 
+@needs_root
+def test_unprivileged_same_tree_as_root(tmp_path) -> None:
+    """Not root: no chown, read-only directories of a lower layer made writable for the upper
+    ones (and their mode put back), /proc/self/fd paths for symlink xattrs still usable."""
+    l0 = (T().dir("ro", 0o555).file("ro/old", b"o").file("ro/stay", b"s").dir("ro2", 0o500)
+          .dir("ro2/sub", 0o555).file("ro2/sub/f", b"f").dir("gone", 0o555).dir("gone/deep", 0o555)
+          .file("gone/deep/f", b"f").file("h", b"h").hardlink("h2", "h").symlink("sl", "ro/old")
+          .fifo("fifo").file("x", b"x", mode=0o400, xattrs={"user.k": "v"}).bytes())
+    l1 = (T().dir("ro", 0o555).file("ro/.wh.old").file("ro/new", b"n").dir("ro2", 0o500)
+          .file("ro2/.wh..wh..opq").file("ro2/top", b"t").file(".wh.gone").bytes())
+    layers = build(tmp_path, [l0, l1], privileged=False)
+    uid = 1000
+    for dirpath, dirs, files in os.walk(tmp_path / "img-store"):
+        for n in [".", *dirs, *files]:
+            os.chown(Path(dirpath) / n, uid, uid, follow_symlinks=False)
+    os.chmod(tmp_path, 0o711)
+    (tmp_path / "rootfs-user").mkdir()
+    os.chown(tmp_path / "rootfs-user", uid, uid)
+    rel = [(os.path.relpath(d, tmp_path), w) for d, w in layers]
+
+    def body() -> bool:
+        from ociruntime.linux.prctl import set_dumpable
+
+        os.chdir(tmp_path)  # relative paths: pytest's base directory is root's alone
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        set_dumpable(True)  # /proc/self/fd is ours again after the uid change
+        flatten(rel, "rootfs-user")
+        return True
+
+    assert run_in_child(body)
+    user = tree(tmp_path / "rootfs-user")
+    assert user == tree(flat(tmp_path, layers))
+    assert sorted(os.listdir(tmp_path / "rootfs-user/ro")) == ["new", "stay"]
+    assert "gone" not in user and sorted(os.listdir(tmp_path / "rootfs-user/ro2")) == ["top"]
+    assert stat.S_IMODE((tmp_path / "rootfs-user/ro2").stat().st_mode) == 0o500
+
+
 # -- errors --
 
 def test_dest_must_be_empty_and_exist(tmp_path) -> None:
@@ -417,3 +456,17 @@ def test_copy_tree_error_names_the_path(tmp_path, monkeypatch) -> None:
     dst.mkdir()
     with pytest.raises(ImageError, match=r"^copy tree: a/f: input/output error$"):
         _copy(src, dst)
+
+
+def test_error_with_an_unprintable_name_stays_one_line(tmp_path, monkeypatch) -> None:
+    def broken(*a: object) -> int:
+        raise OSError(5, os.strerror(5))
+
+    monkeypatch.setattr(os, "copy_file_range", broken)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "a\nb").write_bytes(b"x")
+    with pytest.raises(ImageError) as err:
+        _copy(src, dst)
+    assert str(err.value) == "copy tree: 'a\\nb': input/output error"

@@ -201,6 +201,8 @@ class _Copier:
 
     def fail(self, parts: tuple[str, ...] | list[str], e: OSError | str) -> ImageError:
         where = "/".join(parts) or "."
+        if not where.isprintable():  # a name with a newline must not break the one-line message
+            where = repr(where)
         return ImageError(f"{self.what}: {where}: {e if isinstance(e, str) else _reason(e)}")
 
     # -- dest, walked without following symlinks --
