@@ -296,6 +296,24 @@ def test_unprivileged_same_tree_as_root(tmp_path) -> None:
     assert stat.S_IMODE((tmp_path / "rootfs-user/ro2").stat().st_mode) == 0o500
 
 
+def test_deep_tree_no_recursion_limit(tmp_path) -> None:
+    deep = "/".join(["d"] * 1500)  # deeper than Python's recursion limit
+    l0 = T().file(f"{deep}/bottom", b"b").file(f"{deep}/gone", b"g").file("d/d/d/x", b"x").bytes()
+    l1 = T().file(f"{deep}/.wh.gone").file("d/d/.wh..wh..opq").file(f"{deep}/top", b"t").bytes()
+    for name, privileged in (("applied", None), ("recorded", False)):
+        layers = build(tmp_path, [l0, l1], privileged=privileged, name=name)
+        dest = flat(tmp_path, layers, f"rootfs-{name}")
+        fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(1500):
+                nxt = os.open("d", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            assert sorted(os.listdir(fd)) == ["top"]  # the opaque d/d hid bottom; gone whited out
+        finally:
+            os.close(fd)
+
+
 # -- errors --
 
 def test_dest_must_be_empty_and_exist(tmp_path) -> None:

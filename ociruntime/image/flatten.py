@@ -67,7 +67,7 @@ def visible_layers(layers: list[_L]) -> list[_L]:
     layer's root, so an overlay mount must stack only these."""
     start = 0
     for i, (_, whiteouts) in enumerate(layers):
-        if any(w.get("kind") == "opaque" and w.get("path") == "" for w in whiteouts):
+        if any(isinstance(w, dict) and w.get("kind") == "opaque" and w.get("path") == "" for w in whiteouts):
             start = i
     return layers[start:]
 
