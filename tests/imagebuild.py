@@ -235,13 +235,20 @@ def docker_save(dest: Path, layers: list[bytes] | None = None, tags: list[str] |
     return dest
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Everything about a tree that an extraction must reproduce."""
+def snapshot(root: Path, skip_vanished: bool = False) -> dict[str, tuple]:
+    """Everything about a tree that an extraction must reproduce.  ``skip_vanished``: leave out
+    names that readdir lists but lstat does not find (overlayfs lists the whiteouts of a lower
+    directory that is not merged with another one, and hides them on lookup)."""
     out: dict[str, tuple] = {}
     for dirpath, dirs, files in os.walk(root):
         for name in sorted(dirs + files):
             p = Path(dirpath) / name
-            st = p.lstat()
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                if skip_vanished:
+                    continue
+                raise
             rel = str(p.relative_to(root))
             kind = stat.S_IFMT(st.st_mode)
             if stat.S_ISREG(st.st_mode):

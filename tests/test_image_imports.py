@@ -1,5 +1,6 @@
 """The image code stays off the runtime's hot paths: nothing in cli (but the `bundle` command's
-own module), lifecycle or init imports it, and the frequent commands do not load it (it imports hashlib, tarfile, gzip, json)."""
+own module), lifecycle or init imports it, and the frequent commands do not load it (it imports
+hashlib, tarfile, gzip, json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Images: reading OCI layouts and archives, and the layer store (first half of issue 9).
+"""Images: from an OCI layout or archive to a bundle (issue 9).
 
 * ``digest``  -- ``sha256:<hex>`` digests, streaming hashes, ChainIDs
 * ``source``  -- open an image (OCI layout directory, oci-archive, docker/podman save tar): its
@@ -11,7 +11,13 @@
 * ``store``   -- the layer store: each layer extracted once, keyed by its ChainID
 * ``runspec`` -- the image config -> the bundle's config.json (conversion.md), User resolved in
   the rootfs's /etc/passwd and /etc/group without leaving it; the image's volume paths
+* ``flatten`` -- copy mode: the layers' overlay view written as one plain tree (no symlink of
+  the image ever followed), and a safe tree copy for seeding volumes
+* ``overlay`` -- the bundle's rootfs as an overlayfs mount of the layers (long stacks via links)
+* ``volumes`` -- named, bind, tmpfs and anonymous volumes; seeding from the image
+* ``bundle``  -- ``bundle create|delete|list``: all of the above, in order, with undo
 
-Nothing on the runtime's lifecycle paths (cli, lifecycle, init) imports this package: it is
+Nothing on the runtime's lifecycle paths (cli, lifecycle, init) imports this package (only the
+``bundle`` command's own module does, when chosen): it is
 pure Python with the standard library (hashlib, tarfile, gzip), which those paths must not pay for.
 """

@@ -156,20 +156,23 @@ def create(opts: CreateOptions) -> dict[str, Any]:
                 raise ImageError(f"image {src}: os is {img.platform.os!r}, not linux")
             _prepare_dir(directory, undo)
             layers = LayerStore(os.path.join(store, "layers"))
-            diffs = [str(p) for p in layers.ensure_layers(img)]
+            from ociruntime.image.flatten import flatten, visible_layers
+
+            stack = [(str(p), layers.whiteouts(c))
+                     for p, c in zip(layers.ensure_layers(img), img.chain_ids, strict=True)]
             rootfs = os.path.join(directory, "rootfs")
             os.mkdir(rootfs, 0o755)
             undo.push(lambda: _remove_entries(directory))
             if opts.copy:
-                from ociruntime.image.flatten import flatten
-
-                flatten([(d, layers.whiteouts(c)) for d, c in zip(diffs, img.chain_ids, strict=True)],
-                        rootfs)
+                flatten(stack, rootfs)
             else:
                 upper, work = os.path.join(directory, "upper"), os.path.join(directory, "work")
                 os.mkdir(upper, 0o755)
                 os.mkdir(work, 0o700)
-                overlay.mount_overlay(diffs[::-1], upper, work, rootfs, directory)
+                # A layer whose root is opaque hides all below it; overlayfs ignores the opaque
+                # mark on a lower's root, so those layers are left out of the stack instead.
+                lowers = [d for d, _ in visible_layers(stack)][::-1]
+                overlay.mount_overlay(lowers, upper, work, rootfs, directory)
                 undo.push(lambda: overlay.unmount(rootfs))
             config = _config(img.config, rootfs, name, opts)
             vols = _volumes(config, img.config, rootfs, directory, store, opts, undo)
