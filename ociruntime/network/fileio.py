@@ -80,8 +80,12 @@ def read_json(path: str, what: str) -> object | None:
         raise NetworkError(describe_oserror(e, f"read {what}")) from None
     try:
         return json.loads(raw)
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
-        reason = "empty" if not raw.strip() else str(e).split(":")[0].lower()
+    except json.JSONDecodeError as e:
+        what_went_wrong = e.msg.lower().removesuffix(" starting at")
+        reason = "empty" if not raw.strip() else f"{what_went_wrong} at line {e.lineno} column {e.colno}"
+        raise NetworkError(f"{what} {path} is corrupt ({reason}): fix or remove it") from None
+    except ValueError:  # UnicodeDecodeError
+        reason = "not UTF-8"
         raise NetworkError(f"{what} {path} is corrupt ({reason}): fix or remove it") from None
 
 
