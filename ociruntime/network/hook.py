@@ -50,8 +50,8 @@ def parse_state(raw: bytes) -> tuple[str, int, str]:
     return cid, pid, bundle
 
 
-def _bridge_network(bundle: str) -> tuple[str, defs.Network] | None:
-    """(store, network) for a bridge bundle; None for any other bundle."""
+def _bridge_network(bundle: str) -> tuple[dict, defs.Network] | None:
+    """(network.json, network) for a bridge bundle; None for any other bundle."""
     record = read_record(bundle)
     if record is None or record["mode"] != "bridge":
         return None
@@ -59,7 +59,7 @@ def _bridge_network(bundle: str) -> tuple[str, defs.Network] | None:
     network = defs.load(store, record["network"])
     if network is None:
         raise NetworkError(f"network {record['network']} is not defined in {defs.networks_dir(store)}")
-    return store, network
+    return record, network
 
 
 def _open_netns(pid: int) -> int:
@@ -82,8 +82,8 @@ def up(raw_state: bytes) -> None:
     found = _bridge_network(bundle)
     if found is None:
         return
-    store, network = found
-    name = (read_record(bundle) or {}).get("name") or cid
+    record, network = found
+    store, name = record["store"], str(record.get("name") or cid)
     netns_fd = _open_netns(pid)
     from ociruntime.linux.ns import CLONE_NEWNET, setns_fd
     from ociruntime.network import link
@@ -101,7 +101,7 @@ def up(raw_state: bytes) -> None:
                     link.configure_container(inside, str(lease.ip), network.subnet.prefixlen,
                                              str(network.gateway))
                 etcfiles.write_in_place(os.path.join(bundle, etcfiles.HOSTS),
-                                        etcfiles.hosts_text(str(name), str(lease.ip)))
+                                        etcfiles.hosts_text(name, str(lease.ip)))
             except BaseException:
                 # `host` was opened before the setns: it still acts on the host namespace.
                 with suppress(OCIError, OSError):
@@ -125,11 +125,11 @@ def down(raw_state: bytes) -> None:
         raise
     if found is None:
         return
-    store, network = found
+    record, network = found
     from ociruntime.network import link
 
     try:
-        with Leases(store, network) as leases:
+        with Leases(record["store"], network) as leases:
             lease = leases.get(cid)
             link.delete_link(lease.veth if lease is not None else defs.veth_name(cid))
             leases.free(cid)
