@@ -34,7 +34,7 @@ CONFORMANCE := $(PY_SYSTEM) integration/conformance/run.py --tree $(CONF_TREE)
 CONF_STAGE  := if [ -d $(CONF_SHARED) ]; then $(MAKE) --no-print-directory conformance-run; \
                else echo "conformance: skipped: $(CONF_SHARED) not found"; fi
 
-.PHONY: all deps install uninstall venv checker demo test test-cgroupv2 unit integration lint bench clean \
+.PHONY: all deps install uninstall venv checker demo demo-net test test-cgroupv2 unit integration lint bench clean \
         test-systemd conformance conformance-go conformance-build conformance-run
 
 all: venv checker
@@ -93,6 +93,11 @@ demo: install
 	rm -rf $(DEMO_BUNDLE) && $(PY_SYSTEM) bundles/build.py $(DEMO_BUNDLE) \
 	  --args sh -c 'echo "hello from $$(hostname), pid $$$$ in its own namespaces"; cat /etc/os-release 2>/dev/null; uname -a'
 	$(PREFIX)/bin/ociruntime run --bundle $(DEMO_BUNDLE) demo-$$$$
+
+# Issue 9's demo: an image archive built here -> two bundles -> two containers on one bridge,
+# all inside a throw-away network namespace (bundles/demo_net.py); everything removed at the end.
+demo-net: install
+	$(PY_SYSTEM) bundles/demo_net.py --runtime $(PREFIX)/bin/ociruntime --work build/demo-net
 
 lint: venv
 	$(VENV)/bin/ruff check ociruntime tests integration bundles bench

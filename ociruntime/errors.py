@@ -73,6 +73,11 @@ class ImageError(OCIError):
     """An image source or layer is unreadable, malformed, fails its digest, or is refused as unsafe."""
 
 
+class NetworkError(OCIError):
+    """A container network cannot be set up or torn down: bad mode, name or subnet, no free address,
+    an unreadable network or lease file, a netlink failure in the hooks."""
+
+
 def describe_oserror(exc: OSError, what: str = "") -> str:
     """Render an OSError as one lower-case-reason line: ``[what] call target: reason``.
 

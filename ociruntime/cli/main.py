@@ -50,6 +50,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpoint": ("cmd_checkpoint", "checkpoint a running container (CRIU)"),
     "restore": ("cmd_restore", "restore a container from a previous checkpoint (CRIU)"),
     "bundle": ("cmd_bundle", "make a bundle from an image: create, delete, list"),
+    "network": ("cmd_network", "bridge networking hooks of bundles: up (createRuntime), down (poststop)"),
 }
 
 
