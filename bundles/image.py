@@ -8,7 +8,7 @@ Usage::
 Three layers, made the way an image builder makes them (each the difference to the one below):
 
 0. ``base``: the busybox rootfs of build.py (``/bin/busybox`` and its applet links, ``/etc``)
-1. ``app``: a user ``app`` (1000:1000, also in group ``web`` 2000), ``/srv/www/index.html``,
+1. ``app``: a user ``app`` (1500:1500, also in group ``web`` 2000), ``/srv/www/index.html``,
    ``/opt/old`` (deleted again by layer 2), ``/opt/keep/a`` (hidden by layer 2's opaque
    ``/opt/keep``), a hard link ``/usr/share/demo/b`` to ``a``, a symlink, and ``/var/data/seed``
    under the image's VOLUME ``/var/data``
@@ -116,8 +116,8 @@ def demo_layers(rootfs_cache: Path | None = None) -> list[bytes]:
             l0 = LayerTar().tree(base).bytes()
     else:
         l0 = LayerTar().tree(build._cached_rootfs(Path(rootfs_cache), build.BUSYBOX)).bytes()
-    passwd = build._ETC_FILES["passwd"] + "app:x:1000:1000:app:/srv:/bin/sh\n"
-    group = build._ETC_FILES["group"] + "web:x:2000:app\n"
+    passwd = build._ETC_FILES["passwd"] + "app:x:1500:1500:app:/srv:/bin/sh\n"
+    group = build._ETC_FILES["group"] + "app:x:1500:\nweb:x:2000:app\n"
     l1 = (LayerTar()
           .dir("etc").file("etc/passwd", passwd.encode()).file("etc/group", group.encode())
           .dir("srv").dir("srv/www").file("srv/www/index.html", INDEX_HTML)
@@ -126,8 +126,8 @@ def demo_layers(rootfs_cache: Path | None = None) -> list[bytes]:
           .dir("usr").dir("usr/share").dir("usr/share/demo")
           .file("usr/share/demo/a", b"one inode, two names\n").link("usr/share/demo/b", "usr/share/demo/a")
           .symlink("usr/share/demo/www", "/srv/www")
-          .dir("var").dir("var/data", 0o750, 1000, 1000)
-          .file("var/data/seed", b"seeded from the image\n", uid=1000, gid=1000)
+          .dir("var").dir("var/data", 0o750, 1500, 1500)
+          .file("var/data/seed", b"seeded from the image\n", uid=1500, gid=1500)
           .bytes())
     l2 = (LayerTar()
           .dir("opt").file("opt/.wh.old", b"")

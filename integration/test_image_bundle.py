@@ -138,7 +138,7 @@ def test_overlay_bundle_runs_the_image(bundles: Bundles, images: dict[str, Path]
     assert "old-gone" in out                          # deleted by a whiteout in layer 2
     assert out.split("\n")[2] == "b"                  # /opt/keep is opaque in layer 2: no "a"
     assert "one inode, two names" in out              # the hard link
-    assert "uid=1000(app) gid=1000(app) groups=1000(app),2000(web)" in out  # User resolved
+    assert "uid=1500(app) gid=1500(app) groups=2000(web)" in out  # User resolved
     assert "/srv/www\n" in out                        # WorkingDir
     assert "DEMO=1" in out
     assert "seeded from the image" in out             # anonymous volume seeded
@@ -205,7 +205,7 @@ def test_volumes_named_bind_tmpfs(bundles: Bundles, images: dict[str, Path], tmp
     assert "hello from an ociruntime bundle" not in out   # /www is empty in the image: nothing seeded
     assert "from the host" in out and "ro" in out.split("\n")
     assert "tmpfs" in out
-    assert "1000" in out                                  # the anonymous volume kept the owner
+    assert "1500" in out                                  # the anonymous volume kept the owner
     data = bundles.store / "volumes" / vol / "_data"
     assert (data / "new").read_text() == "written\n"
     # the named volume outlives its bundle, and a second bundle sees what the first wrote
@@ -228,7 +228,7 @@ def test_named_volume_is_seeded_from_the_image(bundles: Bundles, images: dict[st
 def _corrupt_layout(src: Path, dest: Path) -> Path:
     """The oci-archive unpacked, with one byte of its middle layer blob changed."""
     with tarfile.open(src) as t:
-        t.extractall(dest, filter="data")
+        t.extractall(dest)
     manifest_desc = json.loads((dest / "index.json").read_text())["manifests"][0]
     manifest = json.loads((dest / "blobs/sha256" / manifest_desc["digest"][7:]).read_text())
     blob = dest / "blobs/sha256" / manifest["layers"][1]["digest"][7:]
@@ -302,7 +302,7 @@ def test_entrypoint_env_workdir_overrides(bundles: Bundles, images: dict[str, Pa
 def test_image_by_name_from_a_layout_dir(bundles: Bundles, images: dict[str, Path], tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     with tarfile.open(images["oci-archive"]) as t:
-        t.extractall(layout, filter="data")
+        t.extractall(layout)
     d, _ = bundles.create(f"{layout}:localhost/ociruntime-demo:latest", "named", args=["true"])
     meta = json.loads((d / "bundle.json").read_text())
     assert meta["image"]["name"].endswith("ociruntime-demo:latest")

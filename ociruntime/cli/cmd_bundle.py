@@ -109,7 +109,7 @@ def _create(ctx: Context, argv: list[str]) -> int:
         user=None if p.user is None else str(p.user),
         workdir=None if p.workdir is None else str(p.workdir),
         terminal=bool(p.tty), readonly=bool(p.read_only),
-        runtime=runtime_path() if net.startswith("bridge") else "", state_root=ctx.root)
+        runtime=runtime_path(), state_root=ctx.root)
     create(opts)
     return 0
 
