@@ -1,7 +1,7 @@
 """An image built by podman, and the same image saved by docker, make the same bundle (issue 9).
 
 podman (private storage, test_podman's set-up) loads the demo image of bundles/image.py and
-builds on it with ``podman build --isolation chroot`` (no runtime involved): a deletion, a new
+builds on it with ``podman build --isolation oci`` and our runtime for its RUN step: a deletion, a new
 directory with a hard link, a removed tree, a COPY.  It saves the result as an oci-archive and a
 docker-archive; the private dockerd of test_docker loads the docker-archive and ``docker save``s
 it again.  Three archives of one image, written by three different writers: ``bundle create``
@@ -37,7 +37,8 @@ def test_podman_built_and_docker_saved_give_one_rootfs(
     ctx.mkdir()
     (ctx / "Containerfile").write_text(CONTAINERFILE)
     (ctx / "extra.txt").write_text("copied in\n")
-    podman.copying("build", "--isolation", "chroot", "--network", "none", "-t", "localhost/built:1", str(ctx))
+    podman.copying("build", "--isolation", "oci", "--runtime", podman.runtime, "--network", "none",
+                   "-t", "localhost/built:1", str(ctx))
     p_oci, p_docker, d_save = tmp_path / "p-oci.tar", tmp_path / "p-docker.tar", tmp_path / "d.tar"
     podman.copying("save", "--format", "oci-archive", "-o", str(p_oci), "localhost/built:1")
     podman.copying("save", "--format", "docker-archive", "-o", str(p_docker), "localhost/built:1")
