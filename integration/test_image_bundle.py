@@ -311,3 +311,40 @@ def test_image_by_name_from_a_layout_dir(bundles: Bundles, images: dict[str, Pat
 
 
 _ = (io, shutil)
+
+
+def test_bundles_on_one_bridge_from_end_to_end(bundles: Bundles, images: dict[str, Path], tmp_path: Path,
+                                               bundle) -> None:
+    """`bundle create --net bridge` twice and `--net container:ID`: the containers reach each other
+    and the bridge address; after delete no veth, lease or mount is left.  In a holder netns."""
+    from test_network import HostNs
+
+    host = HostNs(tmp_path, bundle)
+    try:
+        web, _ = bundles.create(images["oci-archive"], "web", "--net", "bridge",
+                                args=["httpd", "-f", "-p", "8080", "-h", "/srv/www"])
+        web_id = host.run(web)
+        web_ip = next(line.split()[0] for line in (web / "hosts").read_text().splitlines()
+                      if line.split()[1:2] == ["web"] and not line.startswith("127."))
+        client, _ = bundles.create(images["oci-archive"], "client", "--net", "bridge", "--user", "0",
+                                   args=["sleep", "1000"])
+        client_id = host.run(client)
+        assert "hello from an ociruntime bundle" in host.exec(client_id, "wget", "-qO-", f"http://{web_ip}:8080/")
+        gateway = host.exec(client_id, "ip", "route").split("default via ")[1].split()[0]
+        assert gateway in host.sh("ip", "-4", "addr", "show", "oci0")
+        host.exec(client_id, "ping", "-c1", "-W2", gateway)
+        host.exec(client_id, "ping", "-c1", "-W2", web_ip)
+        shared, _ = bundles.create(images["oci-archive"], "shared", "--net", f"container:{web_id}",
+                                   args=["sleep", "1000"])
+        shared_id = host.run(shared)
+        assert f"inet {web_ip}/" in host.exec(shared_id, "ip", "-4", "addr", "show", "eth0")
+        for cid in (shared_id, client_id, web_id):
+            host.delete(cid)
+        for d in (shared, client, web):
+            host.rt("bundle", "delete", "--store", str(bundles.store), str(d))
+            bundles.made.remove(d)
+        assert [n for n in host.links() if n not in ("lo", "oci0")] == []
+        assert host.leases() == {}
+        assert not mountinfo_under(tmp_path)
+    finally:
+        host.close()
