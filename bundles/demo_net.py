@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def step(text: str) -> None:
 
 
 def show(cmd: list[str], *, check: bool = True, **kw: object) -> subprocess.CompletedProcess:
-    print("$ " + " ".join(cmd), flush=True)
+    print("$ " + shlex.join(cmd), flush=True)
     p = subprocess.run(cmd, text=True, **kw)  # type: ignore[call-overload]
     if check and p.returncode != 0:
         raise SystemExit(f"demo-net: command failed ({p.returncode}): {' '.join(cmd)}")
@@ -78,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     bundles: list[Path] = []
     started = False
     try:
-        def bundle_create(name: str, args: list[str]) -> Path:
+        def bundle_create(name: str, args: list[str], *flags: str) -> Path:
             d = work / name
             show([*rt, "bundle", "create", "--image", str(archive), "--store", str(store), "--net", "bridge",
-                  "--name", name, str(d), *args])
+                  "--name", name, *flags, str(d), *args])
             bundles.append(d)
             return d
 
@@ -97,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         script = (f"ip -4 addr show eth0 | grep inet; wget -qO- http://{web_ip}:8080/; "
                   "gw=$(ip route | awk '/default/ {print $3}'); "
                   "ping -c1 -W2 $gw >/dev/null && echo ping $gw ok")
-        client = bundle_create("client", ["sh", "-c", script])
+        client = bundle_create("client", ["sh", "-c", script], "--user", "0")  # root: ping's raw socket
         show([*rt, "bundle", "list", "--store", str(store)])
         show([*net, *rt, "run", "--bundle", str(client), "client"], stdin=subprocess.DEVNULL)
     finally:
         step("5. clean up")
         if started:
-            show([*rt, "delete", "--force", "web"], check=False)
-        show([*rt, "delete", "--force", "client"], check=False, stderr=subprocess.DEVNULL)
+            show([*net, *rt, "delete", "--force", "web"], check=False)  # in the netns: poststop acts there
+        show([*net, *rt, "delete", "--force", "client"], check=False, stderr=subprocess.DEVNULL)
         for d in bundles:
             show([*net, *rt, "bundle", "delete", "--store", str(store), str(d)], check=False)
         holder.kill()

@@ -348,3 +348,15 @@ def test_bundles_on_one_bridge_from_end_to_end(bundles: Bundles, images: dict[st
         assert not mountinfo_under(tmp_path)
     finally:
         host.close()
+
+
+def test_demo_net_runs_clean(tmp_path: Path) -> None:
+    """`make demo-net`'s script: image -> two bundles -> web and client on a bridge, then nothing left."""
+    cmd = runtime_cmd()
+    if len(cmd) != 1:
+        pytest.skip("the network hooks need an installed runtime: set OCIRUNTIME")
+    p = subprocess.run(["/usr/bin/python3", str(REPO / "bundles" / "demo_net.py"), "--runtime", cmd[0],
+                        "--work", str(tmp_path / "demo")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "hello from an ociruntime bundle" in p.stdout and "ping 10.89.0.1 ok" in p.stdout
+    assert "mounts left under" in p.stdout and p.stdout.rstrip().endswith(": 0")
