@@ -360,3 +360,21 @@ def test_demo_net_runs_clean(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert "hello from an ociruntime bundle" in p.stdout and "ping 10.89.0.1 ok" in p.stdout
     assert "mounts left under" in p.stdout and p.stdout.rstrip().endswith(": 0")
+
+
+def test_mount_again_after_an_unmount_keeps_the_container_layer(bundles: Bundles,
+                                                                 images: dict[str, Path]) -> None:
+    """As after a reboot: the overlay is gone, `bundle mount` stacks the same layers on the same
+    upper directory, so what the container wrote is still there and deletions stay deleted."""
+    d, _ = bundles.create(images["oci-archive"], "again", "--user", "0",
+                          args=["sh", "-c", "echo kept > /root/note; rm /etc/motd"])
+    assert bundles.run(d).returncode == 0
+    subprocess.run(["umount", str(d / "rootfs")], check=True)
+    listed = json.loads(cli("bundle", "list", "--store", str(bundles.store), "--format", "json").stdout)
+    assert [b["ready"] for b in listed] == [False]
+    p = cli("bundle", "mount", str(d))
+    assert p.returncode == 0, p.stderr
+    assert (d / "rootfs" / "root" / "note").read_text() == "kept\n"
+    assert not (d / "rootfs" / "etc" / "motd").exists() and (d / "rootfs" / "bin" / "busybox").exists()
+    assert cli("bundle", "mount", str(d)).returncode == 0          # mounted already: nothing to do
+    assert len(mountinfo_under(d)) == 1

@@ -1,7 +1,8 @@
-"""``ociruntime bundle create|delete|list``: bundles made from images (ociruntime/image/bundle.py).
+"""``ociruntime bundle create|delete|list|mount``: bundles made from images (ociruntime/image/bundle.py).
 
     bundle create --image SRC[:REF] [options] DIR [ARG...]   ARGs replace the image's Cmd
-    bundle delete [--store S] DIR
+    bundle delete DIR
+    bundle mount DIR                                         mount an overlay rootfs again (reboot)
     bundle list [--store S] [--format table|json] [-q]
 """
 
@@ -41,7 +42,7 @@ LIST_FLAGS = [*STORE_FLAGS,
               Flag("format", "str", aliases=("f",), default="table", help="table or json"),
               Flag("quiet", aliases=("q",), help="display only bundle directories")]
 
-SUBCOMMANDS = ("create", "delete", "list")
+SUBCOMMANDS = ("create", "delete", "list", "mount")
 
 
 def runtime_path() -> str:
@@ -73,12 +74,21 @@ def main(ctx: Context, argv: list[str]) -> int:
     if sub == "create":
         return _create(ctx, rest)
     if sub == "delete":
-        p = parse_command("bundle delete", "[--store S] DIR", rest, STORE_FLAGS, (1, 1))
+        # --store is accepted for symmetry; bundle.json names the store the bundle was made in
+        p = parse_command("bundle delete", "DIR", rest, STORE_FLAGS, (1, 1))
         if p is None:
             return 0
         from ociruntime.image.bundle import delete
 
         delete(p.args[0], ctx.root)
+        return 0
+    if sub == "mount":
+        p = parse_command("bundle mount", "DIR", rest, [], (1, 1))
+        if p is None:
+            return 0
+        from ociruntime.image.bundle import mount
+
+        mount(p.args[0])
         return 0
     if sub == "list":
         return _list(rest)

@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("cmd_events", "display container events: OOM notifications and resource usage"),
     "checkpoint": ("cmd_checkpoint", "checkpoint a running container (CRIU)"),
     "restore": ("cmd_restore", "restore a container from a previous checkpoint (CRIU)"),
-    "bundle": ("cmd_bundle", "make a bundle from an image: create, delete, list"),
+    "bundle": ("cmd_bundle", "make a bundle from an image: create, delete, list, mount"),
     "network": ("cmd_network", "bridge networking hooks of bundles: up (createRuntime), down (poststop)"),
 }
 

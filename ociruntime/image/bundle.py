@@ -156,7 +156,7 @@ def create(opts: CreateOptions) -> dict[str, Any]:
                 raise ImageError(f"image {src}: os is {img.platform.os!r}, not linux")
             _prepare_dir(directory, undo)
             layers = LayerStore(os.path.join(store, "layers"))
-            from ociruntime.image.flatten import flatten, visible_layers
+            from ociruntime.image.flatten import flatten
 
             stack = [(str(p), layers.whiteouts(c))
                      for p, c in zip(layers.ensure_layers(img), img.chain_ids, strict=True)]
@@ -166,13 +166,9 @@ def create(opts: CreateOptions) -> dict[str, Any]:
             if opts.copy:
                 flatten(stack, rootfs)
             else:
-                upper, work = os.path.join(directory, "upper"), os.path.join(directory, "work")
-                os.mkdir(upper, 0o755)
-                os.mkdir(work, 0o700)
-                # A layer whose root is opaque hides all below it; overlayfs ignores the opaque
-                # mark on a lower's root, so those layers are left out of the stack instead.
-                lowers = [d for d, _ in visible_layers(stack)][::-1]
-                overlay.mount_overlay(lowers, upper, work, rootfs, directory)
+                os.mkdir(os.path.join(directory, "upper"), 0o755)
+                os.mkdir(os.path.join(directory, "work"), 0o700)
+                _mount_rootfs(directory, stack)
                 undo.push(lambda: overlay.unmount(rootfs))
             config = _config(img.config, rootfs, name, opts)
             vols = _volumes(config, img.config, rootfs, directory, store, opts, undo)
@@ -199,6 +195,43 @@ def create(opts: CreateOptions) -> dict[str, Any]:
     except BaseException:
         undo.run()
         raise
+
+
+def _mount_rootfs(directory: str, stack: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Mount DIR/rootfs: the layers of ``stack`` (diff dir, whiteouts; bottom first) under DIR's
+    upper and work directories."""
+    from ociruntime.image.flatten import visible_layers
+
+    # A layer whose root is opaque hides all below it; overlayfs ignores the opaque mark on a
+    # lower's root, so those layers are left out of the stack instead.
+    lowers = [d for d, _ in visible_layers(stack)][::-1]
+    overlay.mount_overlay(lowers, os.path.join(directory, "upper"), os.path.join(directory, "work"),
+                          os.path.join(directory, "rootfs"), directory)
+
+
+def mount(directory: str) -> bool:
+    """Mount an overlay bundle's rootfs again (after a reboot, or an unmount by hand): the same
+    layers from the store, the same upper directory.  False if it was mounted already."""
+    from ociruntime.image.layers import remove_tree
+    from ociruntime.image.store import LayerStore
+
+    directory = os.path.realpath(directory)
+    meta = read_meta(directory)
+    rootfs = os.path.join(directory, "rootfs")
+    if meta.get("rootfs") != "overlay":
+        raise ImageError(f"bundle {directory}: its rootfs is a copy, there is nothing to mount")
+    if overlay.is_mount_point(rootfs):
+        return False
+    layers = LayerStore(os.path.join(meta["store"], "layers"))
+    stack = []
+    for chain in meta["image"]["chain_ids"]:
+        if not layers.has(chain):
+            raise ImageError(f"bundle {directory}: layer {chain} is no longer in the layer store "
+                             f"{layers.root}: create the bundle again")
+        stack.append((str(layers.diff_dir(chain)), layers.whiteouts(chain)))
+    remove_tree(os.path.join(directory, overlay.LINK_DIR))  # links of an earlier mount
+    _mount_rootfs(directory, stack)
+    return True
 
 
 def _config(image_config: dict[str, Any], rootfs: str, name: str, opts: CreateOptions) -> dict[str, Any]:
