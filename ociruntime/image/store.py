@@ -23,10 +23,8 @@ holder removes that ChainID's ``.tmp`` leftovers (no one else can be writing the
 every leftover whose lock is free.  Lock files are never removed (removing one would let two
 extractors lock different inodes).
 
-Users (not done yet): bundles will register themselves per layer (a ``users/`` directory of
-bundle ids, changed under the same lock), and a removal (``bundle delete`` / gc) will delete a
-layer only when its last user is gone, under the lock.  ``ensure_layer`` is where a bundle would
-be added.
+Removal: layers are never removed yet.  Each bundle records its ChainIDs in its bundle.json
+(bundle.py); a gc would delete a layer no registered bundle names, under that layer's lock.
 """
 
 from __future__ import annotations
