@@ -54,36 +54,32 @@ def clean_destination(path: str, what: str) -> str:
     return clean
 
 
-def _mode(text: str, what: str) -> bool:
-    if text in ("ro", "rw"):
-        return text == "ro"
-    raise UsageError(f"{what}: unknown mode {text!r} (ro or rw)")
+def _split(flag: str, text: str, source: str) -> tuple[str, str, bool, str]:
+    """``SOURCE:/path[:ro|rw]`` -> source, clean destination, read-only, the flag for errors."""
+    what = f"{flag} {text}"
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise UsageError(f"{what}: expected {source}:/path[:ro]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"{what}: unknown mode {mode!r} (ro or rw)")
+    return parts[0], clean_destination(parts[1], what), mode == "ro", what
 
 
 def parse_volume(text: str) -> Volume:
-    parts = text.split(":")
-    what = f"--volume {text}"
-    if len(parts) not in (2, 3):
-        raise UsageError(f"{what}: expected NAME:/path[:ro]")
-    name = parts[0]
+    name, dest, ro, what = _split("--volume", text, "NAME")
     if not _NAME.match(name):
         raise UsageError(f"{what}: volume name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
-    ro = _mode(parts[2], what) if len(parts) == 3 else False
-    return Volume("volume", name, clean_destination(parts[1], what), ro)
+    return Volume("volume", name, dest, ro)
 
 
 def parse_bind(text: str) -> Volume:
-    parts = text.split(":")
-    what = f"--bind {text}"
-    if len(parts) not in (2, 3):
-        raise UsageError(f"{what}: expected HOST:/path[:ro]")
-    host = parts[0]
+    host, dest, ro, what = _split("--bind", text, "HOST")
     if not host.startswith("/"):
         raise UsageError(f"{what}: host path {host!r} must be absolute")
     if not os.path.exists(host):
         raise UsageError(f"{what}: host path {host} does not exist")
-    ro = _mode(parts[2], what) if len(parts) == 3 else False
-    return Volume("bind", posixpath.normpath(host), clean_destination(parts[1], what), ro)
+    return Volume("bind", posixpath.normpath(host), dest, ro)
 
 
 def parse_tmpfs(text: str) -> Volume:
