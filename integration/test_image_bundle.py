@@ -378,3 +378,24 @@ def test_mount_again_after_an_unmount_keeps_the_container_layer(bundles: Bundles
     assert not (d / "rootfs" / "etc" / "motd").exists() and (d / "rootfs" / "bin" / "busybox").exists()
     assert cli("bundle", "mount", str(d)).returncode == 0          # mounted already: nothing to do
     assert len(mountinfo_under(d)) == 1
+
+
+def test_delete_never_removes_through_a_mount(bundles: Bundles, images: dict[str, Path],
+                                              tmp_path: Path) -> None:
+    """Something mounted inside the bundle (here a bind of a directory with a precious file on the
+    anonymous volume) makes delete refuse before it changes anything: rmtree would cross into it."""
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep").write_text("do not delete\n")
+    d, _ = bundles.create(images["oci-archive"], "guarded")
+    target = d / "volumes" / "0"
+    subprocess.run(["mount", "--bind", str(precious), str(target)], check=True)
+    try:
+        p = bundles.delete(d, check=False)
+        assert p.returncode != 0 and "is a mount point" in p.stderr, p.stderr
+        assert (precious / "keep").exists() and (d / "config.json").exists()
+        assert len(mountinfo_under(d / "rootfs")) == 1
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+    bundles.delete(d)
+    assert (precious / "keep").read_text() == "do not delete\n"

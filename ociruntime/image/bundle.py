@@ -320,10 +320,13 @@ def delete(directory: str, state_root: str) -> None:
     users = containers_using(directory, state_root)
     if users:
         raise ImageError(f"bundle {directory} is used by container {users[0]}: delete it first")
+    rootfs = os.path.join(directory, "rootfs")
+    others = [p for p in overlay.mounts_below(directory) if p != rootfs]
+    if others:  # checked before anything is undone, so a refused delete changes nothing
+        raise ImageError(f"bundle {directory}: {others[0]} is a mount point: unmount it first")
     from ociruntime.network import bundle as netbundle
 
     netbundle.release(directory)
-    rootfs = os.path.join(directory, "rootfs")
     overlay.unmount(rootfs)
     _remove_entries(directory)
     with suppress(FileNotFoundError):
@@ -335,12 +338,16 @@ def delete(directory: str, state_root: str) -> None:
 
 
 def _remove_entries(directory: str) -> None:
-    """Remove what create made in ``directory``; never through a still-mounted rootfs."""
+    """Remove what create made in ``directory``; never through a mount (a still-mounted rootfs,
+    or anything mounted below the bundle: shutil.rmtree would cross into it)."""
     from ociruntime.image.layers import remove_tree
 
     rootfs = os.path.join(directory, "rootfs")
     if os.path.lexists(rootfs) and overlay.is_mount_point(rootfs):
         raise ImageError(f"bundle {directory}: rootfs is still mounted")
+    below = overlay.mounts_below(directory)
+    if below:
+        raise ImageError(f"bundle {directory}: {below[0]} is a mount point: unmount it first")
     for entry in OWN_ENTRIES:
         p = os.path.join(directory, entry)
         if os.path.isdir(p) and not os.path.islink(p):

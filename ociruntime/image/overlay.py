@@ -89,6 +89,13 @@ def is_mount_point(path: str) -> bool:
         return any(mi.mount_point == real for mi in parse_mountinfo(f.read()))
 
 
+def mounts_below(path: str) -> list[str]:
+    """Mount points strictly inside ``path`` (removing a tree must never descend into one)."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        return sorted(mi.mount_point for mi in parse_mountinfo(f.read()) if mi.mount_point.startswith(prefix))
+
+
 def unmount(target: str) -> None:
     """Unmount every mount stacked on ``target`` (normally exactly one overlay).
 
