@@ -595,3 +595,45 @@ def test_podman_exec(rl: User, podman: Podman) -> None:
     finally:
         podman("rm", "--force", "--time", "0", cid)
     assert not (rl.xdg / "ociruntime" / cid).exists()
+
+
+def test_bundle_from_an_image(rl: User, rootfs_cache: Path) -> None:
+    """An unprivileged `bundle create`: the layer store in the user's home, the rootfs a copy
+    (no overlay mount for the user), the config in a user namespace that maps the image's user
+    (1500) through the user's subordinate range; it runs, and `bundle delete` removes it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundles_image", Path(__file__).resolve().parents[1]
+                                                  / "bundles" / "image.py")
+    assert spec and spec.loader
+    image = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(image)
+    archive = image.build_image(rl.base / f"demo-{_id()}.tar", rootfs_cache=rootfs_cache)
+    archive.chmod(0o644)
+    work = rl.base / f"images-{_id()}"
+    work.mkdir()
+    os.chown(work, rl.uid, rl.gid)
+    d = work / "web"
+    script = "id; cat /srv/www/index.html; test -e /opt/old || echo old-gone; ls /opt/keep"
+    p = rl.rt("bundle", "create", "--image", str(archive), str(d), "sh", "-c", script)
+    assert p.returncode == 0, p.stderr
+    meta = json.loads((d / "bundle.json").read_text())
+    assert meta["rootfs"] == "copy" and meta["rootless"] and meta["store"].startswith(rl.home)
+    cfg = json.loads((d / "config.json").read_text())
+    (start, _), (gstart, _) = rl.subuid[0], rl.subgid[0]
+    assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": rl.uid, "size": 1},
+                                           {"containerID": 1, "hostID": start, "size": SUBID_COUNT}]
+    assert cfg["linux"]["gidMappings"][1]["hostID"] == gstart
+    cid = _id()
+    p = rl.rt("run", "--bundle", str(d), cid)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("uid=1500(app) gid=1500(app)")
+    assert lines[1:] == ["<h1>hello from an ociruntime bundle</h1>", "old-gone", "b"]
+    refused = rl.rt("bundle", "create", "--image", str(archive), "--net", "bridge", str(work / "br"))
+    assert refused.returncode != 0 and "needs root" in refused.stderr and not (work / "br").exists()
+    p = rl.rt("bundle", "delete", str(d))
+    assert p.returncode == 0, p.stderr
+    assert not d.exists()
+    listed = rl.rt("bundle", "list", "-q")
+    assert listed.returncode == 0 and listed.stdout == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -296,7 +297,17 @@ def test_unprivileged_same_tree_as_root(tmp_path) -> None:
     assert stat.S_IMODE((tmp_path / "rootfs-user/ro2").stat().st_mode) == 0o500
 
 
-def test_deep_tree_no_recursion_limit(tmp_path) -> None:
+@pytest.fixture
+def deep_tmp(tmp_path):
+    """tmp_path, emptied afterwards with rm(1): pytest removes old temp directories with
+    shutil.rmtree, which recurses per level and would fail on these trees in a later session."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", "--one-file-system", str(tmp_path)], check=True)
+    tmp_path.mkdir()
+
+
+def test_deep_tree_no_recursion_limit(deep_tmp) -> None:
+    tmp_path = deep_tmp
     deep = "/".join(["d"] * 1500)  # deeper than Python's recursion limit
     l0 = T().file(f"{deep}/bottom", b"b").file(f"{deep}/gone", b"g").file("d/d/d/x", b"x").bytes()
     l1 = T().file(f"{deep}/.wh.gone").file("d/d/.wh..wh..opq").file(f"{deep}/top", b"t").bytes()

@@ -17,14 +17,15 @@ from ociruntime.cli.common import parse_command
 from ociruntime.errors import UsageError
 from ociruntime.lifecycle.context import Context
 
-STORE_HELP = "data root: layer store, volumes, networks (default /var/lib/ociruntime)"
+STORE_HELP = ("data root: layer store, volumes, networks (default /var/lib/ociruntime; "
+              "unprivileged: $XDG_DATA_HOME/ociruntime)")
 
 CREATE_FLAGS = [
     Flag("image", "str", aliases=("i",), default="",
          help="OCI layout directory, oci-archive or docker/podman save tar, with :REF to pick an image"),
     Flag("name", "str", default="", help="container host name (default: DIR's base name)"),
     Flag("store", "str", default="", help=STORE_HELP),
-    Flag("copy", help="copy the layers into DIR/rootfs instead of an overlay mount"),
+    Flag("copy", help="copy the layers into DIR/rootfs, not an overlay mount (always when unprivileged)"),
     Flag("volume", "list", aliases=("v",), help="NAME:/path[:ro] named volume (repeatable)"),
     Flag("bind", "list", help="HOST:/path[:ro] bind mount (repeatable)"),
     Flag("tmpfs", "list", help="/path[:OPTIONS] tmpfs mount (repeatable)"),
@@ -59,9 +60,16 @@ def runtime_path() -> str:
 
 
 def _store(value: object) -> str:
+    """--store, else /var/lib/ociruntime; an unprivileged user's: $XDG_DATA_HOME/ociruntime
+    (~/.local/share/ociruntime), as podman keeps a user's images in its home."""
     from ociruntime.image.bundle import DEFAULT_STORE
 
-    return str(value) or DEFAULT_STORE
+    if value:
+        return str(value)
+    if os.geteuid() == 0:
+        return DEFAULT_STORE
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "ociruntime")
 
 
 def main(ctx: Context, argv: list[str]) -> int:

@@ -149,6 +149,13 @@ def create(opts: CreateOptions) -> dict[str, Any]:
         raise UsageError(f"--name {name!r}: must be a host name (letters, digits and '-', at most 63)")
     src, ref = split_image_arg(opts.image)
     src = os.path.realpath(src)
+    # Unprivileged: no overlay mount in the host's mount namespace, so the rootfs is a copy, and
+    # the config runs in a user namespace (rootless.py); a bridge needs root in the host's netns.
+    rootless = os.geteuid() != 0
+    copy = opts.copy or rootless
+    if rootless and opts.net.startswith("bridge"):
+        raise UsageError("--net bridge needs root (a bridge and veths in the host's network "
+                         "namespace): use none, host or container:ID")
     undo = _Undo()
     try:
         with open_image(src, ref) as img:
@@ -163,7 +170,7 @@ def create(opts: CreateOptions) -> dict[str, Any]:
             rootfs = os.path.join(directory, "rootfs")
             os.mkdir(rootfs, 0o755)
             undo.push(lambda: _remove_entries(directory))
-            if opts.copy:
+            if copy:
                 flatten(stack, rootfs)
             else:
                 os.mkdir(os.path.join(directory, "upper"), 0o755)
@@ -173,6 +180,10 @@ def create(opts: CreateOptions) -> dict[str, Any]:
             config = _config(img.config, rootfs, name, opts)
             vols = _volumes(config, img.config, rootfs, directory, store, opts, undo)
             _network(config, directory, name, store, opts, undo)
+            if rootless:
+                from ociruntime.image.rootless import make_rootless
+
+                make_rootless(config)
             from ociruntime.spec import schema
 
             schema.validate(config)
@@ -183,7 +194,7 @@ def create(opts: CreateOptions) -> dict[str, Any]:
                 "image": {"source": src, "ref": ref, "name": img.name, "format": img.format,
                           "manifest_digest": img.manifest_digest, "config_digest": img.config_digest,
                           "diff_ids": img.diff_ids, "chain_ids": img.chain_ids},
-                "rootfs": "copy" if opts.copy else "overlay",
+                "rootfs": "copy" if copy else "overlay", "rootless": rootless,
                 "volumes": vols, "network": opts.net,
             }
             _write_json(os.path.join(directory, BUNDLE_META), meta)
