@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -399,3 +400,21 @@ def test_delete_never_removes_through_a_mount(bundles: Bundles, images: dict[str
         subprocess.run(["umount", str(target)], check=True)
     bundles.delete(d)
     assert (precious / "keep").read_text() == "do not delete\n"
+
+
+def test_delete_cleans_up_after_a_killed_create(bundles: Bundles, images: dict[str, Path]) -> None:
+    """A create killed after its mount (no undo runs) leaves a provisional bundle.json, so `bundle
+    delete` still removes the mount and the files."""
+    d = bundles.tmp / "killed"
+    script = ("import os, sys\nfrom ociruntime.image import bundle as b\n"
+              "b._config = lambda *a, **k: os._exit(9)\n"
+              "b.create(b.CreateOptions(image=sys.argv[1], directory=sys.argv[2], store=sys.argv[3], "
+              "runtime='/bin/false', state_root=sys.argv[4]))\n")
+    p = subprocess.run([sys.executable, "-c", script, str(images["oci-archive"]), str(d), str(bundles.store),
+                        str(bundles.rt.root)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 9, p.stderr
+    assert len(mountinfo_under(d)) == 1 and json.loads((d / "bundle.json").read_text())["incomplete"]
+    assert "never finished" in cli("bundle", "mount", str(d)).stderr
+    bundles.made.append(d)
+    bundles.delete(d)
+    assert not mountinfo_under(d) and not d.exists()

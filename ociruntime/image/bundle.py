@@ -162,6 +162,12 @@ def create(opts: CreateOptions) -> dict[str, Any]:
             if img.platform.os != "linux":
                 raise ImageError(f"image {src}: os is {img.platform.os!r}, not linux")
             _prepare_dir(directory, undo)
+            # First a provisional bundle.json: if this command is killed (no undo runs), `bundle
+            # delete DIR` still recognises the bundle and removes the mount and files it left.
+            _write_json(os.path.join(directory, BUNDLE_META),
+                        {"version": META_VERSION, "dir": directory, "store": store, "incomplete": True,
+                         "rootfs": "copy" if copy else "overlay"})
+            undo.push(lambda: os.unlink(os.path.join(directory, BUNDLE_META)))
             layers = LayerStore(os.path.join(store, "layers"))
             from ociruntime.image.flatten import flatten
 
@@ -229,6 +235,8 @@ def mount(directory: str) -> bool:
     directory = os.path.realpath(directory)
     meta = read_meta(directory)
     rootfs = os.path.join(directory, "rootfs")
+    if meta.get("incomplete"):
+        raise ImageError(f"bundle {directory}: its create never finished: delete it and create it again")
     if meta.get("rootfs") != "overlay":
         raise ImageError(f"bundle {directory}: its rootfs is a copy, there is nothing to mount")
     if overlay.is_mount_point(rootfs):
