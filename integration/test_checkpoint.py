@@ -355,7 +355,8 @@ def test_podman_checkpoint_restore(podman: Podman, run_flags: list[str]) -> None
     """`podman container checkpoint/restore`: conmon's /dev/null stdin (or, with -t, a terminal
     whose new master restore sends to conmon's console socket), podman's bind mounts
     (/etc/hosts, /run/.containerenv ...) and, on v2, a private cgroup namespace."""
-    count = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.1; done"
+    # Written aside and renamed: a `cat` between the shell's truncate and write would read "".
+    count = "i=0; while :; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.1; done"
     cid = podman("run", *run_flags, IMAGE, "sh", "-c", count, check=True).stdout.strip()
     time.sleep(0.5)
     podman("container", "checkpoint", cid, check=True)
