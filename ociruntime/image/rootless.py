@@ -24,27 +24,16 @@ SUBID_MAX = 65536
 
 
 def subordinate_range(path: str, uid: int) -> tuple[int, int] | None:
-    """The first ``start, count`` of ``path`` (/etc/subuid format) for the user ``uid``."""
+    """The first ``start, count`` of ``path`` (/etc/subuid format) for the user ``uid``, with
+    count capped at 65536 (the usual span; container ids stay below 65537)."""
+    from ociruntime.rootless import parse_subid, read_text
+
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:
-        name = None
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read(1 << 20).splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.strip().split(":")
-        if len(fields) != 3 or fields[0] not in (name, str(uid)):
-            continue
-        try:
-            start, count = int(fields[1]), int(fields[2])
-        except ValueError:
-            continue
-        if start > 0 and count > 0:
-            return start, min(count, SUBID_MAX)
-    return None
+        name = str(uid)
+    ranges = [(start, count) for start, count in parse_subid(read_text(path), name, uid) if start > 0]
+    return (ranges[0][0], min(ranges[0][1], SUBID_MAX)) if ranges else None
 
 
 def _maps(own: int, sub: tuple[int, int] | None) -> list[dict[str, int]]:
