@@ -98,14 +98,10 @@ def _key(directory: str) -> str:
 
 
 def _write_json(path: str, doc: object, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent="\t")
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    """config.json and bundle.json, replaced crash-safe (network/fileio.py's writer)."""
+    from ociruntime.network.fileio import write_atomic
+
+    write_atomic(path, (json.dumps(doc, indent="\t") + "\n").encode(), mode)
 
 
 class _Undo:

@@ -17,8 +17,6 @@ volume lock: a directory without it is the leftover of a killed create and is se
 from __future__ import annotations
 
 import errno
-import fcntl
-import json
 import os
 import posixpath
 import re
@@ -172,10 +170,10 @@ class VolumeStore:
         this call created it (for the caller's undo)."""
         from ociruntime.image.layers import remove_tree
 
-        os.makedirs(self.root, 0o700, exist_ok=True)
-        lock = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        # The lock and the crash-safe writer are the network code's (network/fileio.py).
+        from ociruntime.network.fileio import FileLock, dump, write_atomic
+
+        with FileLock(os.path.join(self.root, ".lock")):
             if self.exists(name):
                 return self.data(name), False
             vdir = os.path.join(self.root, name)
@@ -183,18 +181,12 @@ class VolumeStore:
             os.makedirs(self.data(name), 0o755)
             try:
                 seed(rootfs, destination, self.data(name))
-                tmp = os.path.join(vdir, "volume.json.tmp")
-                with open(tmp, "w") as f:
-                    json.dump({"name": name, "seeded_from": destination}, f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.rename(tmp, os.path.join(vdir, "volume.json"))
+                meta = {"name": name, "seeded_from": destination}
+                write_atomic(os.path.join(vdir, "volume.json"), dump(meta))
             except BaseException:
                 remove_tree(vdir)
                 raise
             return self.data(name), True
-        finally:
-            os.close(lock)
 
     def remove(self, name: str) -> None:
         from ociruntime.image.layers import remove_tree
