@@ -33,7 +33,7 @@ import os
 import re
 import time
 
-from ociruntime.errors import ImageError, OCIError, UsageError, suppress
+from ociruntime.errors import ImageError, UsageError, suppress
 from ociruntime.image import overlay
 from ociruntime.image.volumes import Volume, VolumeStore, mount_entry, plan_volumes, seed
 from ociruntime.record import dataclass, field
@@ -311,20 +311,12 @@ def read_meta(directory: str) -> dict[str, Any]:
 
 
 def containers_using(directory: str, state_root: str) -> list[str]:
-    """Ids of the containers in ``state_root`` whose bundle is ``directory``."""
-    from ociruntime.state.store import Store
+    """Ids of the containers in ``state_root`` whose bundle is ``directory`` (`list`'s view)."""
+    from ociruntime.lifecycle.context import Context
+    from ociruntime.lifecycle.query import list_states
 
-    users = []
-    try:
-        ids = Store(state_root).ids()
-    except OSError:
-        return []
-    for cid in ids:
-        with suppress(OCIError, OSError):
-            with Store(state_root).open(cid) as cdir:
-                if os.path.realpath(cdir.load().bundle) == directory:
-                    users.append(cid)
-    return users
+    return [st["id"] for st in list_states(Context(root=state_root))
+            if os.path.realpath(st["bundle"]) == directory]
 
 
 def delete(directory: str, state_root: str) -> None:
